@@ -1,0 +1,283 @@
+//! The tonic `RuntimeService` implementation: dispatch only.
+//!
+//! Each RPC calls the matching method of [`Daemon`] in its family file; RPCs whose issue has
+//! not landed yet answer `UNIMPLEMENTED` with the RPC's name.
+
+use corral_cri::v1;
+use corral_cri::v1::runtime_service_server::RuntimeService;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+use super::{BoxStream, Daemon, reply};
+use crate::error::CriError;
+
+/// Serves `runtime.v1.RuntimeService` from the shared [`Daemon`].
+pub struct RuntimeServer {
+    daemon: Arc<Daemon>,
+}
+
+impl RuntimeServer {
+    /// The service over `daemon`.
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        RuntimeServer { daemon }
+    }
+}
+
+#[tonic::async_trait]
+impl RuntimeService for RuntimeServer {
+    async fn version(&self, req: Request<v1::VersionRequest>) -> Result<Response<v1::VersionResponse>, Status> {
+        reply(self.daemon.version(req.into_inner()))
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        _req: Request<v1::RunPodSandboxRequest>,
+    ) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
+        reply(Err(CriError::Unimplemented("RunPodSandbox")))
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        _req: Request<v1::StopPodSandboxRequest>,
+    ) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
+        reply(Err(CriError::Unimplemented("StopPodSandbox")))
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        _req: Request<v1::RemovePodSandboxRequest>,
+    ) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
+        reply(Err(CriError::Unimplemented("RemovePodSandbox")))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        _req: Request<v1::PodSandboxStatusRequest>,
+    ) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
+        reply(Err(CriError::Unimplemented("PodSandboxStatus")))
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        _req: Request<v1::ListPodSandboxRequest>,
+    ) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
+        reply(Err(CriError::Unimplemented("ListPodSandbox")))
+    }
+
+    type StreamPodSandboxesStream = BoxStream<v1::StreamPodSandboxesResponse>;
+
+    async fn stream_pod_sandboxes(
+        &self,
+        _req: Request<v1::StreamPodSandboxesRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+        reply(Err(CriError::Unimplemented("StreamPodSandboxes")))
+    }
+
+    async fn create_container(
+        &self,
+        _req: Request<v1::CreateContainerRequest>,
+    ) -> Result<Response<v1::CreateContainerResponse>, Status> {
+        reply(Err(CriError::Unimplemented("CreateContainer")))
+    }
+
+    async fn start_container(
+        &self,
+        _req: Request<v1::StartContainerRequest>,
+    ) -> Result<Response<v1::StartContainerResponse>, Status> {
+        reply(Err(CriError::Unimplemented("StartContainer")))
+    }
+
+    async fn stop_container(
+        &self,
+        _req: Request<v1::StopContainerRequest>,
+    ) -> Result<Response<v1::StopContainerResponse>, Status> {
+        reply(Err(CriError::Unimplemented("StopContainer")))
+    }
+
+    async fn remove_container(
+        &self,
+        _req: Request<v1::RemoveContainerRequest>,
+    ) -> Result<Response<v1::RemoveContainerResponse>, Status> {
+        reply(Err(CriError::Unimplemented("RemoveContainer")))
+    }
+
+    async fn list_containers(
+        &self,
+        _req: Request<v1::ListContainersRequest>,
+    ) -> Result<Response<v1::ListContainersResponse>, Status> {
+        reply(Err(CriError::Unimplemented("ListContainers")))
+    }
+
+    type StreamContainersStream = BoxStream<v1::StreamContainersResponse>;
+
+    async fn stream_containers(
+        &self,
+        _req: Request<v1::StreamContainersRequest>,
+    ) -> Result<Response<Self::StreamContainersStream>, Status> {
+        reply(Err(CriError::Unimplemented("StreamContainers")))
+    }
+
+    async fn container_status(
+        &self,
+        _req: Request<v1::ContainerStatusRequest>,
+    ) -> Result<Response<v1::ContainerStatusResponse>, Status> {
+        reply(Err(CriError::Unimplemented("ContainerStatus")))
+    }
+
+    async fn update_container_resources(
+        &self,
+        _req: Request<v1::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
+        reply(Err(CriError::Unimplemented("UpdateContainerResources")))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        _req: Request<v1::ReopenContainerLogRequest>,
+    ) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
+        reply(Err(CriError::Unimplemented("ReopenContainerLog")))
+    }
+
+    async fn exec_sync(&self, _req: Request<v1::ExecSyncRequest>) -> Result<Response<v1::ExecSyncResponse>, Status> {
+        reply(Err(CriError::Unimplemented("ExecSync")))
+    }
+
+    async fn exec(&self, _req: Request<v1::ExecRequest>) -> Result<Response<v1::ExecResponse>, Status> {
+        reply(Err(CriError::Unimplemented("Exec")))
+    }
+
+    async fn attach(&self, _req: Request<v1::AttachRequest>) -> Result<Response<v1::AttachResponse>, Status> {
+        reply(Err(CriError::Unimplemented("Attach")))
+    }
+
+    async fn port_forward(
+        &self,
+        _req: Request<v1::PortForwardRequest>,
+    ) -> Result<Response<v1::PortForwardResponse>, Status> {
+        reply(Err(CriError::Unimplemented("PortForward")))
+    }
+
+    async fn container_stats(
+        &self,
+        _req: Request<v1::ContainerStatsRequest>,
+    ) -> Result<Response<v1::ContainerStatsResponse>, Status> {
+        reply(Err(CriError::Unimplemented("ContainerStats")))
+    }
+
+    async fn list_container_stats(
+        &self,
+        _req: Request<v1::ListContainerStatsRequest>,
+    ) -> Result<Response<v1::ListContainerStatsResponse>, Status> {
+        reply(Err(CriError::Unimplemented("ListContainerStats")))
+    }
+
+    type StreamContainerStatsStream = BoxStream<v1::StreamContainerStatsResponse>;
+
+    async fn stream_container_stats(
+        &self,
+        _req: Request<v1::StreamContainerStatsRequest>,
+    ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+        reply(Err(CriError::Unimplemented("StreamContainerStats")))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        _req: Request<v1::PodSandboxStatsRequest>,
+    ) -> Result<Response<v1::PodSandboxStatsResponse>, Status> {
+        reply(Err(CriError::Unimplemented("PodSandboxStats")))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        _req: Request<v1::ListPodSandboxStatsRequest>,
+    ) -> Result<Response<v1::ListPodSandboxStatsResponse>, Status> {
+        reply(Err(CriError::Unimplemented("ListPodSandboxStats")))
+    }
+
+    type StreamPodSandboxStatsStream = BoxStream<v1::StreamPodSandboxStatsResponse>;
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        _req: Request<v1::StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+        reply(Err(CriError::Unimplemented("StreamPodSandboxStats")))
+    }
+
+    async fn update_runtime_config(
+        &self,
+        req: Request<v1::UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<v1::UpdateRuntimeConfigResponse>, Status> {
+        reply(self.daemon.update_runtime_config(req.into_inner()))
+    }
+
+    async fn status(&self, req: Request<v1::StatusRequest>) -> Result<Response<v1::StatusResponse>, Status> {
+        reply(self.daemon.status(req.into_inner()))
+    }
+
+    async fn checkpoint_container(
+        &self,
+        _req: Request<v1::CheckpointContainerRequest>,
+    ) -> Result<Response<v1::CheckpointContainerResponse>, Status> {
+        reply(Err(CriError::Unimplemented("CheckpointContainer")))
+    }
+
+    async fn checkpoint_pod(
+        &self,
+        _req: Request<v1::CheckpointPodRequest>,
+    ) -> Result<Response<v1::CheckpointPodResponse>, Status> {
+        reply(Err(CriError::Unimplemented("CheckpointPod")))
+    }
+
+    async fn restore_pod(
+        &self,
+        _req: Request<v1::RestorePodRequest>,
+    ) -> Result<Response<v1::RestorePodResponse>, Status> {
+        reply(Err(CriError::Unimplemented("RestorePod")))
+    }
+
+    type GetContainerEventsStream = BoxStream<v1::ContainerEventResponse>;
+
+    async fn get_container_events(
+        &self,
+        _req: Request<v1::GetEventsRequest>,
+    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+        reply(Err(CriError::Unimplemented("GetContainerEvents")))
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _req: Request<v1::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<v1::ListMetricDescriptorsResponse>, Status> {
+        reply(Err(CriError::Unimplemented("ListMetricDescriptors")))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _req: Request<v1::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
+        reply(Err(CriError::Unimplemented("ListPodSandboxMetrics")))
+    }
+
+    type StreamPodSandboxMetricsStream = BoxStream<v1::StreamPodSandboxMetricsResponse>;
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _req: Request<v1::StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
+        reply(Err(CriError::Unimplemented("StreamPodSandboxMetrics")))
+    }
+
+    async fn runtime_config(
+        &self,
+        req: Request<v1::RuntimeConfigRequest>,
+    ) -> Result<Response<v1::RuntimeConfigResponse>, Status> {
+        reply(self.daemon.runtime_config(req.into_inner()))
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        _req: Request<v1::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<v1::UpdatePodSandboxResourcesResponse>, Status> {
+        reply(Err(CriError::Unimplemented("UpdatePodSandboxResources")))
+    }
+}

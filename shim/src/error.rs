@@ -1,0 +1,111 @@
+//! The daemon's error type and its one mapping to gRPC status codes.
+//!
+//! Handlers return `Result<T, CriError>`; errors from the runtime, network and image
+//! layers convert into it here, and `From<CriError> for tonic::Status` is the only place
+//! that picks a gRPC code. Messages are written for the person reading `crictl` output.
+
+use tonic::{Code, Status};
+
+/// A failed CRI request.
+#[derive(Debug, thiserror::Error)]
+pub enum CriError {
+    /// The object named in the request does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A name or id is taken.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request itself is malformed or asks for something impossible.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The request is valid but the object is not in a state that allows it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A dependency (network, registry, disk) is not available right now; retrying may help.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The RPC is not implemented by corral (yet).
+    #[error("{0} is not implemented by corral")]
+    Unimplemented(&'static str),
+    /// The request ran out of time.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// Anything else: a bug or an unexpected system failure.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Result of a CRI request handler.
+pub type CriResult<T> = Result<T, CriError>;
+
+impl CriError {
+    /// The gRPC code this error maps to.
+    pub fn code(&self) -> Code {
+        match self {
+            CriError::NotFound(_) => Code::NotFound,
+            CriError::AlreadyExists(_) => Code::AlreadyExists,
+            CriError::InvalidArgument(_) => Code::InvalidArgument,
+            CriError::FailedPrecondition(_) => Code::FailedPrecondition,
+            CriError::Unavailable(_) => Code::Unavailable,
+            CriError::Unimplemented(_) => Code::Unimplemented,
+            CriError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            CriError::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<CriError> for Status {
+    fn from(err: CriError) -> Status {
+        Status::new(err.code(), err.to_string())
+    }
+}
+
+impl From<corral_runtime::Error> for CriError {
+    fn from(err: corral_runtime::Error) -> CriError {
+        use corral_runtime::Error as E;
+        match err {
+            E::NotFound(_) => CriError::NotFound(err.to_string()),
+            E::InvalidState(_) => CriError::FailedPrecondition(err.to_string()),
+            E::InvalidSpec(_) => CriError::InvalidArgument(err.to_string()),
+            E::Sys { .. } => CriError::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<corral_net::Error> for CriError {
+    fn from(err: corral_net::Error) -> CriError {
+        use corral_net::Error as E;
+        match err {
+            E::InvalidConfig(_) => CriError::InvalidArgument(err.to_string()),
+            E::Io { .. } => CriError::Internal(err.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_messages() {
+        let status = Status::from(CriError::NotFound("pod sandbox \"abc\" not found".into()));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "pod sandbox \"abc\" not found");
+        let status = Status::from(CriError::Unimplemented("RunPodSandbox"));
+        assert_eq!(status.code(), Code::Unimplemented);
+        assert_eq!(status.message(), "RunPodSandbox is not implemented by corral");
+    }
+
+    #[test]
+    fn runtime_errors_map_by_kind() {
+        let sys = corral_runtime::Error::Sys {
+            step: "pivot_root(\"/x\")".into(),
+            source: std::io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        let status = Status::from(CriError::from(sys));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(status.message().starts_with("pivot_root(\"/x\"): "), "{}", status.message());
+        let spec = CriError::from(corral_runtime::Error::InvalidSpec("no process".into()));
+        assert_eq!(spec.code(), Code::InvalidArgument);
+    }
+}
