@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine (root): installs what it needs,
+# checks formatting and lints, runs the unit and kernel tests, checks the CRI proto
+# against upstream, then runs the end-to-end tests against a real daemon with crictl.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+export PATH=$HOME/.cargo/bin:/usr/local/go/bin:$PATH
+export CORRAL_TOOLS=${CORRAL_TOOLS:-/var/cache/corral-tools}
+
+section() { printf '\n##### %s\n' "$*"; }
+
+section "setup"
+e2e/setup.sh
+
+section "cargo fmt --check"
+cargo fmt --all -- --check
+
+section "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+section "cargo test"
+cargo test --workspace
+
+section "CRI proto against upstream k8s.io/cri-api"
+CRI_API=k8s.io/cri-api@v0.37.0
+modcache=$(go env GOMODCACHE)
+[ -d "$modcache/$CRI_API" ] || (cd "$(mktemp -d)" && go mod download "$CRI_API")
+python3 e2e/check-proto.py proto/api.proto "$modcache/$CRI_API/pkg/apis/runtime/v1/api.proto"
+
+section "end-to-end tests (crictl against a throw-away corral)"
+e2e/run.sh
+
+section "all tests passed"
