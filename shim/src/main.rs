@@ -6,6 +6,7 @@
 //! exists.
 
 mod config;
+mod container;
 mod cri;
 mod error;
 mod images;
