@@ -153,7 +153,7 @@ impl<'a> LayeredFs<'a> {
     fn child(&self, dir: &Node, name: &str) -> io::Result<Option<Node>> {
         for (pos, &layer) in dir.dir_layers.iter().enumerate() {
             let parent = self.layers[layer].join(&dir.rel);
-            if parent.join(format!("{WHITEOUT_PREFIX}{name}")).exists() {
+            if present(&parent.join(format!("{WHITEOUT_PREFIX}{name}"))) {
                 return Ok(None);
             }
             let path = parent.join(name);
@@ -174,7 +174,7 @@ impl<'a> LayeredFs<'a> {
             if !is_opaque(&path)? {
                 for &lower in &dir.dir_layers[pos + 1..] {
                     let lower_parent = self.layers[lower].join(&dir.rel);
-                    if lower_parent.join(format!("{WHITEOUT_PREFIX}{name}")).exists() {
+                    if present(&lower_parent.join(format!("{WHITEOUT_PREFIX}{name}"))) {
                         break;
                     }
                     let lower_path = lower_parent.join(name);
@@ -201,6 +201,11 @@ fn components(path: &str) -> Vec<String> {
     path.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect()
 }
 
+/// Whether a directory entry exists (a marker may be anything, even a dangling symlink).
+fn present(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
 /// overlayfs marks a deleted entry with a character device 0/0.
 fn is_overlay_whiteout(meta: &Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
@@ -208,7 +213,7 @@ fn is_overlay_whiteout(meta: &Metadata) -> bool {
 
 /// Whether a layer's directory hides the same directory of lower layers.
 fn is_opaque(dir: &Path) -> io::Result<bool> {
-    if dir.join(OPAQUE_MARKER).exists() {
+    if present(&dir.join(OPAQUE_MARKER)) {
         return Ok(true);
     }
     for attr in ["trusted.overlay.opaque", "user.overlay.opaque"] {

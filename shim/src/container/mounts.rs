@@ -30,6 +30,7 @@ use super::SpecError;
 use super::mountinfo::{MountTable, Propagation};
 use super::namespaces::id_mapping;
 use super::spec::PodPaths;
+use super::volumes::Volume;
 
 /// What [`plan`] needs.
 pub struct MountRequest<'a> {
@@ -39,8 +40,8 @@ pub struct MountRequest<'a> {
     pub cri: &'a [v1::Mount],
     /// The pod whose files are mounted in.
     pub pod: &'a PodPaths,
-    /// The image's volumes, already created (see `volumes`).
-    pub volumes: Vec<v1::Mount>,
+    /// The image's volumes (see `volumes`); their directories are created after planning.
+    pub volumes: &'a [Volume],
     /// The container's rootfs is read-only: so are the pod's `/etc` files.
     pub readonly_rootfs: bool,
     /// A privileged container gets `/sys` and `/sys/fs/cgroup` read-write.
@@ -60,27 +61,32 @@ pub struct MountPlan {
 /// Builds the mount list (see the module docs).
 pub fn plan(request: MountRequest<'_>) -> Result<MountPlan, SpecError> {
     // CRI mounts first; the pod's files and the volumes only where no CRI mount is.
-    let mut binds: Vec<v1::Mount> = request.cri.to_vec();
-    for extra in pod_mounts(request.pod, request.readonly_rootfs).into_iter().chain(request.volumes) {
+    let mut binds: Vec<(v1::Mount, Origin)> = request.cri.iter().map(|m| (m.clone(), Origin::Request)).collect();
+    let extras = pod_mounts(request.pod, request.readonly_rootfs)
+        .into_iter()
+        .map(|m| (m, Origin::Pod))
+        .chain(request.volumes.iter().map(|v| (v.to_mount(), Origin::ImageVolume)));
+    for (extra, origin) in extras {
         if !in_cri_mounts(&extra.container_path, request.cri) {
-            binds.push(extra);
+            binds.push((extra, origin));
         }
     }
-    for bind in &binds {
+    for (bind, _) in &binds {
         if !bind.container_path.starts_with('/') {
             return Err(bad(&bind.container_path, "the container path must be absolute".into()));
         }
     }
-    binds.sort_by_key(|m| clean_path(&m.container_path).matches('/').count());
+    binds.sort_by_key(|(m, _)| clean_path(&m.container_path).matches('/').count());
 
-    let taken: HashSet<String> = binds.iter().map(|m| clean_path(&m.container_path)).collect();
+    let taken: HashSet<String> = binds.iter().map(|(m, _)| clean_path(&m.container_path)).collect();
     let dev_taken = taken.contains("/dev");
     let mut mounts: Vec<Mount> = request
         .base
         .iter()
         .filter(|m| {
             let dest = clean_path(&m.destination().to_string_lossy());
-            !taken.contains(&dest) && !(dev_taken && dest.starts_with("/dev/"))
+            let replaced = taken.contains(&dest) || (dev_taken && dest.starts_with("/dev/"));
+            !replaced
         })
         .cloned()
         .map(|m| if request.privileged { writable_if_sys(m) } else { m })
@@ -88,8 +94,8 @@ pub fn plan(request: MountRequest<'_>) -> Result<MountPlan, SpecError> {
 
     let mut table = request.mount_table.cloned();
     let mut rootfs_propagation: Option<String> = None;
-    for bind in &binds {
-        let (mount, propagation) = bind_mount(bind, &mut table)?;
+    for (bind, origin) in &binds {
+        let (mount, propagation) = bind_mount(bind, *origin, &mut table)?;
         match propagation {
             Propagation::Shared => rootfs_propagation = Some("rshared".into()),
             Propagation::Slave if rootfs_propagation.is_none() => rootfs_propagation = Some("rslave".into()),
@@ -98,6 +104,17 @@ pub fn plan(request: MountRequest<'_>) -> Result<MountPlan, SpecError> {
         mounts.push(mount);
     }
     Ok(MountPlan { mounts, rootfs_propagation })
+}
+
+/// Where a bind mount comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A CRI mount of the request.
+    Request,
+    /// One of the pod's files.
+    Pod,
+    /// An image volume, whose directory corral creates once the spec is complete.
+    ImageVolume,
 }
 
 /// The pod's files as CRI mounts.
@@ -123,7 +140,11 @@ pub fn in_cri_mounts(path: &str, cri: &[v1::Mount]) -> bool {
 }
 
 /// One bind mount, and how it propagates.
-fn bind_mount(m: &v1::Mount, table: &mut Option<MountTable>) -> Result<(Mount, Propagation), SpecError> {
+fn bind_mount(
+    m: &v1::Mount,
+    origin: Origin,
+    table: &mut Option<MountTable>,
+) -> Result<(Mount, Propagation), SpecError> {
     let dest = &m.container_path;
     if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
         return Err(bad(dest, "image volume mounts are not supported by corral".into()));
@@ -134,12 +155,16 @@ fn bind_mount(m: &v1::Mount, table: &mut Option<MountTable>) -> Result<(Mount, P
     if !m.host_path.starts_with('/') {
         return Err(bad(dest, format!("host path {:?} is not absolute", m.host_path)));
     }
-    let source = std::fs::canonicalize(&m.host_path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => {
-            SpecError::MissingHostPath { container_path: dest.clone(), host_path: m.host_path.clone() }
-        }
-        _ => SpecError::io("resolving mount source", &m.host_path, e),
-    })?;
+    let source = if origin == Origin::ImageVolume {
+        PathBuf::from(&m.host_path) // corral's own directory, created after planning
+    } else {
+        std::fs::canonicalize(&m.host_path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => {
+                SpecError::MissingHostPath { container_path: dest.clone(), host_path: m.host_path.clone() }
+            }
+            _ => SpecError::io("resolving mount source", &m.host_path, e),
+        })?
+    };
 
     let mode = MountPropagation::try_from(m.propagation)
         .map_err(|_| bad(dest, format!("unknown mount propagation {}", m.propagation)))?;
@@ -263,7 +288,7 @@ mod tests {
     }
 
     fn request<'a>(base: &'a [Mount], cri: &'a [v1::Mount], pod: &'a PodPaths) -> MountRequest<'a> {
-        MountRequest { base, cri, pod, volumes: vec![], readonly_rootfs: false, privileged: false, mount_table: None }
+        MountRequest { base, cri, pod, volumes: &[], readonly_rootfs: false, privileged: false, mount_table: None }
     }
 
     fn summary(plan: &MountPlan) -> Vec<(String, String, Vec<String>)> {
@@ -400,7 +425,9 @@ mod tests {
             mp(&private)
         ));
         use MountPropagation as P;
-        let cases: &[(&str, &Path, P, Result<(&str, Option<&str>), &str>)] = &[
+        // Ok((propagation option, rootfs propagation)) or Err(message part).
+        type Want<'a> = Result<(&'a str, Option<&'a str>), &'a str>;
+        let cases: &[(&str, &Path, P, Want)] = &[
             ("private on private", &private, P::PropagationPrivate, Ok(("rprivate", None))),
             ("rslave on shared", &shared, P::PropagationHostToContainer, Ok(("rslave", Some("rslave")))),
             ("rslave on slave", &slave, P::PropagationHostToContainer, Ok(("rslave", Some("rslave")))),

@@ -31,6 +31,13 @@ pub struct NamespacePlan {
     pub gid_mappings: Option<Vec<LinuxIdMapping>>,
 }
 
+/// The uid and gid mappings of a user namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdMappings {
+    pub uids: Vec<LinuxIdMapping>,
+    pub gids: Vec<LinuxIdMapping>,
+}
+
 /// Inputs of [`plan`].
 pub struct NamespaceRequest<'a> {
     /// The container's `security_context.namespace_options`.
@@ -93,10 +100,10 @@ pub fn plan(request: NamespaceRequest<'_>) -> Result<NamespacePlan, SpecError> {
         )));
     }
     let mut plan = NamespacePlan { namespaces, uid_mappings: None, gid_mappings: None };
-    if let Some((uids, gids)) = user_namespace_mappings(userns)? {
+    if let Some(mappings) = user_namespace_mappings(userns)? {
         plan.namespaces.push(ns(LinuxNamespaceType::User, pod.user.as_deref()));
-        plan.uid_mappings = Some(uids);
-        plan.gid_mappings = Some(gids);
+        plan.uid_mappings = Some(mappings.uids);
+        plan.gid_mappings = Some(mappings.gids);
     }
     Ok(plan)
 }
@@ -106,9 +113,7 @@ pub fn plan(request: NamespaceRequest<'_>) -> Result<NamespacePlan, SpecError> {
 /// Also meant for `RunPodSandbox`, so that a bad request fails before anything is created
 /// (critest's "should fail if more than one mapping provided", "... if container ID 0 is not
 /// mapped", "... with NamespaceMode_CONTAINER/TARGET").
-pub fn user_namespace_mappings(
-    userns: Option<&v1::UserNamespace>,
-) -> Result<Option<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)>, SpecError> {
+pub fn user_namespace_mappings(userns: Option<&v1::UserNamespace>) -> Result<Option<IdMappings>, SpecError> {
     let Some(userns) = userns else { return Ok(None) };
     let mode = NamespaceMode::try_from(userns.mode)
         .map_err(|_| SpecError::BadUserNamespace(format!("unknown mode {}", userns.mode)))?;
@@ -119,7 +124,9 @@ pub fn user_namespace_mappings(
             }
             Ok(None)
         }
-        NamespaceMode::Pod => Ok(Some((mapping("uid", &userns.uids)?, mapping("gid", &userns.gids)?))),
+        NamespaceMode::Pod => {
+            Ok(Some(IdMappings { uids: mapping("uid", &userns.uids)?, gids: mapping("gid", &userns.gids)? }))
+        }
         NamespaceMode::Container | NamespaceMode::Target => {
             Err(SpecError::BadUserNamespace(format!("unsupported mode {}", mode.as_str_name())))
         }

@@ -108,19 +108,68 @@ mod tests {
 
     #[test]
     fn args_table() {
-        let cases: &[(&str, &[&str], &[&str], &[&str], &[&str], &[&str])] = &[
-            // name, command, args, entrypoint, cmd, want
-            ("image only", &[], &[], &["/entry"], &["cmd1", "cmd2"], &["/entry", "cmd1", "cmd2"]),
-            ("cmd only", &[], &[], &[], &["top"], &["top"]),
-            ("args replace CMD", &[], &["a1"], &["/entry"], &["cmd1"], &["/entry", "a1"]),
-            ("command replaces both", &["sh", "-c"], &[], &["/entry"], &["cmd1"], &["sh", "-c"]),
-            ("command + args", &["sh"], &["-c", "id"], &["/entry"], &["cmd1"], &["sh", "-c", "id"]),
-            ("args, no entrypoint", &[], &["sleep", "1"], &[], &["cmd1"], &["sleep", "1"]),
-            ("ENTRYPOINT [\"\"] is none", &[], &[], &[""], &["top"], &["top"]),
+        struct Case {
+            name: &'static str,
+            command: &'static [&'static str],
+            args: &'static [&'static str],
+            entrypoint: &'static [&'static str],
+            cmd: &'static [&'static str],
+            want: &'static [&'static str],
+        }
+        let cases = [
+            Case {
+                name: "image only",
+                command: &[],
+                args: &[],
+                entrypoint: &["/entry"],
+                cmd: &["c1", "c2"],
+                want: &["/entry", "c1", "c2"],
+            },
+            Case { name: "cmd only", command: &[], args: &[], entrypoint: &[], cmd: &["top"], want: &["top"] },
+            Case {
+                name: "args replace CMD",
+                command: &[],
+                args: &["a1"],
+                entrypoint: &["/entry"],
+                cmd: &["c1"],
+                want: &["/entry", "a1"],
+            },
+            Case {
+                name: "command replaces both",
+                command: &["sh", "-c"],
+                args: &[],
+                entrypoint: &["/entry"],
+                cmd: &["c1"],
+                want: &["sh", "-c"],
+            },
+            Case {
+                name: "command + args",
+                command: &["sh"],
+                args: &["-c", "id"],
+                entrypoint: &["/entry"],
+                cmd: &["c1"],
+                want: &["sh", "-c", "id"],
+            },
+            Case {
+                name: "args, no entrypoint",
+                command: &[],
+                args: &["sleep", "1"],
+                entrypoint: &[],
+                cmd: &["c1"],
+                want: &["sleep", "1"],
+            },
+            Case {
+                name: "ENTRYPOINT [\"\"] is none",
+                command: &[],
+                args: &[],
+                entrypoint: &[""],
+                cmd: &["top"],
+                want: &["top"],
+            },
         ];
-        for (name, command, args_, entrypoint, cmd, want) in cases {
-            let got = args(&config(command, args_), &image(entrypoint, cmd)).unwrap();
-            assert_eq!(got, strings(want), "{name}");
+        for c in cases {
+            let got = args(&config(c.command, c.args), &image(c.entrypoint, c.cmd)).unwrap();
+            assert_eq!(got, strings(c.want), "{}", c.name);
         }
     }
 

@@ -15,12 +15,13 @@
 //!
 //! Nothing here starts a process or mounts anything. The only side effects are reads (image
 //! layers, a localhost seccomp profile, host paths, `/dev`, the host mount table) and the
-//! creation of the image-volume directories under `volumes_dir`.
+//! creation of the image-volume directories under `volumes_dir`, done last so that a rejected
+//! request leaves nothing behind.
 
 use std::path::{Path, PathBuf};
 
 use corral_cri::v1;
-use oci_spec::runtime::{LinuxResources, LinuxSeccomp, Root, Spec, User};
+use oci_spec::runtime::{LinuxSeccomp, Process, Root, Spec};
 
 use super::SpecError;
 use super::caps::CapSets;
@@ -149,34 +150,20 @@ pub fn container_spec(inputs: SpecInputs<'_>) -> Result<BuiltSpec, SpecError> {
         return Err(SpecError::PrivilegedNotAllowed);
     }
 
-    // 2. Process.
-    let mut proc = spec.process().clone().unwrap_or_default();
+    // 2.-3. The process: what runs, as whom.
+    let resolved = user::resolve(sc, &inputs.image.user, &image)?;
     let hostname =
         if inputs.sandbox_config.hostname.is_empty() { &inputs.host.hostname } else { &inputs.sandbox_config.hostname };
-    proc.set_args(Some(process::args(config, inputs.image)?));
-    let base_env = proc.env().clone().unwrap_or_default();
-    proc.set_env(Some(process::env(&base_env, config, inputs.image, hostname)));
-    proc.set_cwd(process::cwd(config, inputs.image)?);
-    proc.set_terminal(Some(config.tty));
-    // A runtime default spec's rlimits would cap every container (containerd removes them
-    // too): containers inherit the runtime's own limits instead.
-    proc.set_rlimits(None);
+    let base_process = spec.process().clone().unwrap_or_default();
+    let mut proc = process_of(config, inputs.image, hostname, &resolved, base_process)?;
 
-    // 3. User.
-    let resolved = user::resolve(sc, &inputs.image.user, &image)?;
-    let mut process_user = User::default();
-    process_user.set_uid(resolved.uid);
-    process_user.set_gid(resolved.gid);
-    process_user.set_additional_gids(Some(resolved.additional_gids.clone()));
-    proc.set_user(process_user);
-
-    // 4. Mounts, with image volumes first created on disk.
-    let volume_mounts = volumes::image_volumes(&inputs.image.volumes, &config.mounts, &image, inputs.volumes_dir)?;
+    // 4. Mounts. Image volume directories are created at the very end.
+    let image_volumes = volumes::plan(&inputs.image.volumes, &config.mounts, inputs.volumes_dir);
     let mount_plan = mounts::plan(MountRequest {
         base: spec.mounts().as_deref().unwrap_or_default(),
         cri: &config.mounts,
         pod: inputs.pod,
-        volumes: volume_mounts,
+        volumes: &image_volumes,
         readonly_rootfs: sc.readonly_rootfs,
         privileged,
         mount_table: inputs.mount_table,
@@ -192,7 +179,7 @@ pub fn container_spec(inputs: SpecInputs<'_>) -> Result<BuiltSpec, SpecError> {
         cgroup_ns: inputs.host.cgroup_v2 && !privileged,
     })?;
 
-    // 6. Security.
+    // 6. Security: capabilities, no_new_privs, AppArmor, seccomp, OOM score, read-only root.
     let mut caps = CapSets::from_oci(proc.capabilities().as_ref());
     caps.apply(sc.capabilities.as_ref(), &inputs.host.capabilities)?;
     if privileged {
@@ -233,7 +220,7 @@ pub fn container_spec(inputs: SpecInputs<'_>) -> Result<BuiltSpec, SpecError> {
 
     // 7. Devices, resources, cgroup.
     let (mut device_nodes, device_rules) = devices::cri_devices(&config.devices)?;
-    let mut res = linux.resources().clone().unwrap_or_else(LinuxResources::default);
+    let mut res = linux.resources().clone().unwrap_or_default();
     let mut rules = res.devices().clone().unwrap_or_default();
     rules.extend(device_rules);
     if privileged {
@@ -256,28 +243,65 @@ pub fn container_spec(inputs: SpecInputs<'_>) -> Result<BuiltSpec, SpecError> {
     // 8. Annotations and stop signal. The pod joins UTS: the container sets no hostname.
     spec.set_hostname(None);
     let mut annotations = spec.annotations().clone().unwrap_or_default();
-    let metadata = inputs.sandbox_config.metadata.clone().unwrap_or_default();
+    annotations.extend(cri_annotations(config, inputs.sandbox_config, inputs.sandbox_id));
+    spec.set_annotations(Some(annotations));
+    let stop_signal = stop_signal::stop_signal(config.stop_signal, &inputs.image.stop_signal)?;
+
+    // Everything is valid: only now touch the disk.
+    volumes::create(&image_volumes, &image)?;
+
+    tracing::debug!(container = inputs.container_id, uid = resolved.uid, privileged, "built container spec");
+    Ok(BuiltSpec { spec, user: resolved.to_cri(), stop_signal, mounts: config.mounts.clone() })
+}
+
+/// The process's argv, env, cwd, terminal and identity, on top of the base spec's process.
+fn process_of(
+    config: &v1::ContainerConfig,
+    image: &ImageConfig,
+    hostname: &str,
+    user: &user::ResolvedUser,
+    mut proc: Process,
+) -> Result<Process, SpecError> {
+    proc.set_args(Some(process::args(config, image)?));
+    let base_env = proc.env().clone().unwrap_or_default();
+    proc.set_env(Some(process::env(&base_env, config, image, hostname)));
+    proc.set_cwd(process::cwd(config, image)?);
+    proc.set_terminal(Some(config.tty));
+    // A runtime default spec's rlimits would cap every container (containerd removes them
+    // too): containers inherit the runtime's own limits instead.
+    proc.set_rlimits(None);
+    let mut process_user = proc.user().clone(); // keeps the base's umask, if any
+    process_user.set_uid(user.uid);
+    process_user.set_gid(user.gid);
+    process_user.set_additional_gids(Some(user.additional_gids.clone()));
+    proc.set_user(process_user);
+    Ok(proc)
+}
+
+/// The annotations containerd puts on every container spec.
+fn cri_annotations(
+    config: &v1::ContainerConfig,
+    sandbox_config: &v1::PodSandboxConfig,
+    sandbox_id: &str,
+) -> Vec<(String, String)> {
+    let metadata = sandbox_config.metadata.clone().unwrap_or_default();
     let image_name = config
         .image
         .as_ref()
         .map(|i| if i.user_specified_image.is_empty() { i.image.clone() } else { i.user_specified_image.clone() })
         .unwrap_or_default();
-    for (key, value) in [
+    [
         (annotation::CONTAINER_TYPE, "container".to_string()),
-        (annotation::SANDBOX_ID, inputs.sandbox_id.to_string()),
+        (annotation::SANDBOX_ID, sandbox_id.to_string()),
         (annotation::SANDBOX_NAME, metadata.name),
         (annotation::SANDBOX_NAMESPACE, metadata.namespace),
         (annotation::SANDBOX_UID, metadata.uid),
         (annotation::CONTAINER_NAME, config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default()),
         (annotation::IMAGE_NAME, image_name),
-    ] {
-        annotations.insert(key.to_string(), value);
-    }
-    spec.set_annotations(Some(annotations));
-    let stop_signal = stop_signal::stop_signal(config.stop_signal, &inputs.image.stop_signal)?;
-
-    tracing::debug!(container = inputs.container_id, uid = resolved.uid, privileged, "built container spec");
-    Ok(BuiltSpec { spec, user: resolved.to_cri(), stop_signal, mounts: config.mounts.clone() })
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// A CRI path list replaces the base spec's when it is non-empty. (containerd instead treats

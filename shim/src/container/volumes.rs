@@ -10,7 +10,7 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use corral_cri::v1;
 use tracing::debug;
@@ -19,27 +19,45 @@ use super::SpecError;
 use super::layers::{LayeredFs, Node};
 use super::mounts::{clean_path, in_cri_mounts};
 
-/// Creates the volume directories and returns the mounts for them.
-pub fn image_volumes(
-    volumes: &[String],
-    cri_mounts: &[v1::Mount],
-    image: &LayeredFs,
-    volumes_dir: &Path,
-) -> Result<Vec<v1::Mount>, SpecError> {
+/// An image volume: where it appears in the container and its directory on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub container_path: String,
+    pub dir: PathBuf,
+}
+
+impl Volume {
+    /// The volume as a CRI mount (read-write, private).
+    pub fn to_mount(&self) -> v1::Mount {
+        v1::Mount {
+            container_path: self.container_path.clone(),
+            host_path: self.dir.to_string_lossy().into_owned(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Decides the volumes (nothing is created yet): every image `VOLUME` not covered by a CRI
+/// mount, in path order.
+pub fn plan(volumes: &[String], cri_mounts: &[v1::Mount], volumes_dir: &Path) -> Vec<Volume> {
     let mut dests: Vec<String> = volumes.iter().map(|v| clean_path(&format!("/{v}"))).collect();
     dests.sort();
     dests.dedup();
-    let mut mounts = Vec::new();
-    for (n, dest) in dests.into_iter().filter(|d| !in_cri_mounts(d, cri_mounts)).enumerate() {
-        let dir = volumes_dir.join(format!("{n}{}", dest.replace('/', "_")));
-        create_seeded(&dir, &dest, image)?;
-        mounts.push(v1::Mount {
+    dests
+        .into_iter()
+        .filter(|d| !in_cri_mounts(d, cri_mounts))
+        .enumerate()
+        .map(|(n, dest)| Volume {
+            dir: volumes_dir.join(format!("{n}{}", dest.replace('/', "_"))),
             container_path: dest,
-            host_path: dir.to_string_lossy().into_owned(),
-            ..Default::default()
-        });
-    }
-    Ok(mounts)
+        })
+        .collect()
+}
+
+/// Creates the volume directories, seeded from the image. Called last, once the whole spec
+/// is known to be valid, so a rejected request leaves nothing behind.
+pub fn create(volumes: &[Volume], image: &LayeredFs) -> Result<(), SpecError> {
+    volumes.iter().try_for_each(|v| create_seeded(&v.dir, &v.container_path, image))
 }
 
 /// Makes `dir` a copy of the image's directory `dest` (or an empty 0755 directory when the
@@ -117,19 +135,16 @@ mod tests {
 
         let volumes = ["/var/lib/db".to_string(), "cache".to_string(), "/data/".to_string(), "/var/lib/db".to_string()];
         let cri = [v1::Mount { container_path: "/data".into(), host_path: "/srv".into(), ..Default::default() }];
-        let mounts = image_volumes(&volumes, &cri, &LayeredFs::new(layers.paths()), state.path()).unwrap();
-
-        let got: Vec<(&str, String)> = mounts
+        let planned = plan(&volumes, &cri, state.path());
+        let got: Vec<(&str, PathBuf)> = planned
             .iter()
-            .map(|m| {
-                (
-                    m.container_path.as_str(),
-                    m.host_path.strip_prefix(state.path().to_str().unwrap()).unwrap().to_string(),
-                )
-            })
+            .map(|v| (v.container_path.as_str(), v.dir.strip_prefix(state.path()).unwrap().to_path_buf()))
             .collect();
-        assert_eq!(got, [("/cache", "/0_cache".to_string()), ("/var/lib/db", "/1_var_lib_db".to_string())]);
-        assert!(mounts.iter().all(|m| !m.readonly && m.propagation == 0));
+        assert_eq!(got, [("/cache", PathBuf::from("0_cache")), ("/var/lib/db", PathBuf::from("1_var_lib_db"))]);
+        assert_eq!(fs::read_dir(state.path()).unwrap().count(), 0, "planning creates nothing");
+        let mount = planned[1].to_mount();
+        assert!(!mount.readonly && mount.propagation == 0);
+        create(&planned, &LayeredFs::new(layers.paths())).unwrap();
 
         let vol = state.path().join("1_var_lib_db");
         let meta = fs::metadata(&vol).unwrap();
@@ -146,7 +161,7 @@ mod tests {
 
         // A second build (same container) keeps what is there.
         fs::write(vol.join("written-by-app"), "x").unwrap();
-        image_volumes(&volumes, &cri, &LayeredFs::new(layers.paths()), state.path()).unwrap();
+        create(&planned, &LayeredFs::new(layers.paths())).unwrap();
         assert!(vol.join("written-by-app").exists());
     }
 }
