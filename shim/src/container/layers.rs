@@ -89,10 +89,7 @@ impl<'a> LayeredFs<'a> {
                 }
                 _ => {}
             }
-            let parent = stack.last().expect("the root is never popped");
-            if !parent.is_dir() {
-                return Ok(None);
-            }
+            let Some(parent) = stack.last().filter(|p| p.is_dir()) else { return Ok(None) };
             let Some(child) = self.child(parent, &name)? else { return Ok(None) };
             if child.meta.file_type().is_symlink() {
                 symlinks += 1;

@@ -2,8 +2,9 @@
 //!
 //! The heart of it is [`container_spec`], which turns the request (container config, pod
 //! config, image config, the pod's namespaces and files) into the OCI runtime spec the
-//! runtime crate executes, with the semantics of containerd 1.6/1.7's CRI plugin so that
-//! kubelet and critest see the same behaviour. Start reading at `spec.rs`; each step of
+//! runtime crate executes, with the semantics of containerd's CRI plugin (1.6/1.7, and 2.x
+//! for what kubelet 1.34 adds: supplemental groups policy, user namespaces, recursive
+//! read-only mounts) so that kubelet and critest see the same behaviour. Start reading at `spec.rs`; each step of
 //! the translation lives in its own file:
 //!
 //! | file | decides |

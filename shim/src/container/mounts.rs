@@ -215,11 +215,14 @@ fn require_propagation(
     table: &mut Option<MountTable>,
     allowed: &[Propagation],
 ) -> Result<(), SpecError> {
-    if table.is_none() {
-        *table = Some(MountTable::read_self().map_err(|e| SpecError::io("reading", "/proc/self/mountinfo", e))?);
-    }
-    let table = table.as_ref().expect("just filled");
-    let Some((mount_point, propagation)) = table.propagation_of(source) else {
+    // Read the host's table at most once per spec, and only when a mount needs it.
+    let loaded = match table.take() {
+        Some(loaded) => loaded,
+        None => MountTable::read_self().map_err(|e| SpecError::io("reading", "/proc/self/mountinfo", e))?,
+    };
+    let found = loaded.propagation_of(source);
+    *table = Some(loaded);
+    let Some((mount_point, propagation)) = found else {
         return Err(bad(dest, format!("host path {} is on no mount of the host", source.display())));
     };
     if allowed.contains(&propagation) {

@@ -165,9 +165,18 @@ fn namespaces_of(spec: &Spec) -> Vec<(LinuxNamespaceType, Option<String>)> {
 /// A request as kubelet 1.34 sends it for a Deployment pod with
 /// `securityContext: {runAsUser: 1000, runAsGroup: 3000, fsGroup: 2000, seccompProfile: RuntimeDefault}`,
 /// a service account token, an emptyDir, CPU/memory requests and limits (Burstable).
-#[test]
-fn kubelet_like_request() {
-    let fx = Fixture::new();
+struct KubeletRequest {
+    config: v1::ContainerConfig,
+    sandbox: v1::PodSandboxConfig,
+    image: ImageConfig,
+    cri_mounts: Vec<v1::Mount>,
+    token: std::path::PathBuf,
+    cache: std::path::PathBuf,
+    etc_hosts: std::path::PathBuf,
+    termination_log: std::path::PathBuf,
+}
+
+fn kubelet_request(fx: &Fixture) -> KubeletRequest {
     let pod_dir = fx.pod.path("kubelet/pods/0d5c1a8e");
     let token = mkdir(&pod_dir.join("volumes/kubernetes.io~projected/kube-api-access-x7k2p"));
     let cache = mkdir(&pod_dir.join("volumes/kubernetes.io~empty-dir/cache"));
@@ -264,6 +273,14 @@ fn kubelet_like_request() {
         stop_signal: String::new(),
     };
 
+    KubeletRequest { config, sandbox, image, cri_mounts, token, cache, etc_hosts, termination_log }
+}
+
+#[test]
+fn kubelet_like_request() {
+    let fx = Fixture::new();
+    let KubeletRequest { config, sandbox, image, cri_mounts, token, cache, etc_hosts, termination_log } =
+        kubelet_request(&fx);
     let built = fx.build(&config, &sandbox, &image).unwrap();
     let spec = &built.spec;
     let process = spec.process().as_ref().unwrap();
@@ -676,5 +693,33 @@ fn bad_requests_leave_nothing_behind() {
         assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{name}");
         assert!(err.to_string().contains(&want), "{name}: {err}");
         assert!(!fx.state.path().join("volumes").exists(), "{name}: volume directory created");
+    }
+}
+
+/// Not a test: how long a spec takes to build. `cargo test -p corral bench_ -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_container_spec() {
+    let fx = Fixture::new();
+    let request = kubelet_request(&fx);
+    let mut privileged = container(v1::LinuxContainerSecurityContext {
+        privileged: true,
+        namespace_options: pid_ns(NamespaceMode::Container),
+        ..Default::default()
+    });
+    privileged.command = strings(&["top"]);
+    let privileged_pod = pod_config(true, None);
+    for (name, config, sandbox) in
+        [("kubelet-like", &request.config, &request.sandbox), ("privileged (walks /dev)", &privileged, &privileged_pod)]
+    {
+        let mut times: Vec<std::time::Duration> = (0..200)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                fx.build(config, sandbox, &request.image).unwrap();
+                start.elapsed()
+            })
+            .collect();
+        times.sort();
+        println!("{name}: median {:?}, p90 {:?}", times[100], times[180]);
     }
 }
