@@ -22,6 +22,18 @@ use super::SpecError;
 /// privileged container takes all host devices, as containerd and runc do).
 const SKIPPED_DEV_DIRS: [&str; 7] = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
 
+/// Refuses CDI devices (`CDI_devices`): corral has no CDI registry to resolve them, and
+/// running the container without the device it asked for would fail later and obscurely.
+pub fn reject_cdi(cdi: &[v1::CdiDevice]) -> Result<(), SpecError> {
+    match cdi.first() {
+        None => Ok(()),
+        Some(device) => Err(SpecError::BadDevice {
+            host_path: device.name.clone(),
+            reason: "CDI devices are not supported by corral".into(),
+        }),
+    }
+}
+
 /// The nodes and cgroup rules for the CRI devices.
 pub fn cri_devices(devices: &[v1::Device]) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>), SpecError> {
     let mut nodes = Vec::new();
@@ -243,6 +255,13 @@ mod tests {
             assert!(err.is_invalid_argument(), "{err}");
             assert!(err.to_string().contains(want), "{err}");
         }
+    }
+
+    #[test]
+    fn cdi_devices_are_refused() {
+        assert!(reject_cdi(&[]).is_ok());
+        let err = reject_cdi(&[v1::CdiDevice { name: "vendor.com/gpu=0".into() }]).unwrap_err();
+        assert_eq!(err.to_string(), "device \"vendor.com/gpu=0\": CDI devices are not supported by corral");
     }
 
     #[test]

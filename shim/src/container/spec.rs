@@ -219,6 +219,7 @@ pub fn container_spec(inputs: SpecInputs<'_>) -> Result<BuiltSpec, SpecError> {
     linux.set_readonly_paths(readonly);
 
     // 7. Devices, resources, cgroup.
+    devices::reject_cdi(&config.cdi_devices)?;
     let (mut device_nodes, device_rules) = devices::cri_devices(&config.devices)?;
     let mut res = linux.resources().clone().unwrap_or_default();
     let mut rules = res.devices().clone().unwrap_or_default();
