@@ -1,8 +1,10 @@
+# shellcheck shell=bash
 # Names, addresses and binaries of the throw-away containerd, shared by
 # start.sh and stop.sh. Sourced; defines variables only.
 
 # Reserved for this containerd on the shared test machine: nothing else may
 # use this bridge name or subnet.
+# shellcheck disable=SC2034 # used by start.sh and stop.sh
 CTD_BRIDGE=cni-ctd0
 CTD_SUBNET=10.89.0.0/16
 CTD_NETWORK_NAME=corral-ctd-e2e

@@ -23,7 +23,7 @@ REGISTRY_ADDR=${REGISTRY_ADDR:-127.0.0.1:5000}
 BUSYBOX_STATIC=${BUSYBOX_STATIC:-/usr/bin/busybox}
 CACHE=$(corral_tools_dir)/images
 HELPERS=(pause nginx nnp pgrep)
-CFLAGS=(-static -Os -s -Wall -Wextra -Werror -Wl,--build-id=none)
+CFLAGS=(-static -Os -s -Wall -Wextra -Werror '-Wl,--build-id=none')
 
 # compile_helpers : prints the directory holding the static helper programs.
 # Keyed by the sources, the flags and the compiler version, so a change to any

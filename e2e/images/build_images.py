@@ -21,10 +21,10 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from ocibuild.catalog import SKIPPED, Sources, catalog  # noqa: E402
-from ocibuild.image import ImageIndex  # noqa: E402
-from ocibuild.layout import Layout  # noqa: E402
-from ocibuild.registry import Registry, RegistryError  # noqa: E402
+from ocibuild.catalog import SKIPPED, Sources, catalog
+from ocibuild.image import ImageIndex
+from ocibuild.layout import Layout
+from ocibuild.registry import Registry, RegistryError
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,9 +42,7 @@ def parse_args() -> argparse.Namespace:
 
 def check_sources(src: Sources) -> None:
     missing = [
-        str(p)
-        for p in (src.busybox_static, src.busybox_shell, *src.shell_libs, src.rootfs)
-        if not p.exists()
+        str(p) for p in (src.busybox_static, src.busybox_shell, *src.shell_libs, src.rootfs) if not p.exists()
     ] + [str(src.helpers / name) for name in ("pause", "nginx", "nnp", "pgrep") if not (src.helpers / name).exists()]
     if missing:
         raise SystemExit("build_images: missing inputs: " + ", ".join(missing))

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared shell helpers for corral's end-to-end scripts. Source it; it defines
 # functions only and changes no shell options of the caller.
 #

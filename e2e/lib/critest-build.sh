@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Build (once per machine) the critest test binary and the ginkgo CLI that
 # critest's -parallel mode runs. Sourced by e2e/critest.sh.
 #

@@ -72,7 +72,7 @@ class SpecResult:
 
 
 def group_of(name: str) -> str:
-    text = name[len(DESCRIBE_PREFIX) :] if name.startswith(DESCRIBE_PREFIX) else name
+    text = name.removeprefix(DESCRIBE_PREFIX)
     for group in GROUPS:
         if text == group or text.startswith(group + " "):
             return group

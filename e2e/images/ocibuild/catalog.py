@@ -186,7 +186,11 @@ def catalog(src: Sources) -> list[Target]:
         )
         return busybox_image(description, nginx_layer, run=run)
 
-    add([f"{E2E}/nginx:1.14-2"], nginx_image(80, "nginx stand-in on :80"), "web server on :80 (nginx-like master + busybox httpd)")
+    add(
+        [f"{E2E}/nginx:1.14-2"],
+        nginx_image(80, "nginx stand-in on :80"),
+        "web server on :80 (nginx-like master + busybox httpd)",
+    )
     add(
         [f"{E2E}/httpd:2.4.39-4"],
         busybox_image(

@@ -111,9 +111,7 @@ def build_image(
                 "schemaVersion": 2,
                 "mediaType": MEDIA_MANIFEST,
                 "config": config.descriptor(),
-                "layers": [
-                    {"mediaType": MEDIA_LAYER, "digest": layer.digest, "size": layer.size} for layer in layers
-                ],
+                "layers": [{"mediaType": MEDIA_LAYER, "digest": layer.digest, "size": layer.size} for layer in layers],
                 "annotations": {"org.opencontainers.image.description": description},
             }
         ),

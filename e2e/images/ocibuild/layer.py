@@ -33,19 +33,19 @@ class Entry:
     gid: int = 0
 
     @staticmethod
-    def dir(path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> "Entry":
+    def dir(path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Entry:
         return Entry(path, "dir", mode, uid=uid, gid=gid)
 
     @staticmethod
-    def file(path: str, data: bytes, mode: int = 0o644) -> "Entry":
+    def file(path: str, data: bytes, mode: int = 0o644) -> Entry:
         return Entry(path, "file", mode, data=data)
 
     @staticmethod
-    def symlink(path: str, target: str) -> "Entry":
+    def symlink(path: str, target: str) -> Entry:
         return Entry(path, "symlink", 0o777, target=target)
 
     @staticmethod
-    def hardlink(path: str, target: str) -> "Entry":
+    def hardlink(path: str, target: str) -> Entry:
         return Entry(path, "hardlink", 0o755, target=target)
 
 

@@ -14,7 +14,7 @@ import urllib.request
 
 from .image import MEDIA_INDEX, MEDIA_MANIFEST, Blob, Image, ImageIndex
 
-ACCEPT_MANIFESTS = ", ".join([MEDIA_MANIFEST, MEDIA_INDEX])
+ACCEPT_MANIFESTS = f"{MEDIA_MANIFEST}, {MEDIA_INDEX}"
 
 
 class RegistryError(RuntimeError):
