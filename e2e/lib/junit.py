@@ -16,6 +16,9 @@ Subcommands (used by e2e/critest.sh):
       "N passed, N failed, N skipped"; exit 1 on an unexpected failure.
   skip-regex LIST
       print a regex for -ginkgo.skip matching every spec of LIST.
+  compact REPORT OUT
+      copy REPORT without captured output and with failure texts cut short:
+      what e2e/results/*.junit.xml keep (names, states, messages).
 """
 
 from __future__ import annotations
@@ -179,6 +182,19 @@ def cmd_skip_regex(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    tree = ET.parse(args.report)
+    for parent in tree.getroot().iter():
+        for child in list(parent):
+            if child.tag in ("system-out", "system-err"):
+                parent.remove(child)
+            elif child.tag in ("failure", "error"):
+                child.set("message", (child.get("message") or "")[:2000])
+                child.text = None
+    tree.write(args.out, encoding="UTF-8", xml_declaration=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +206,10 @@ def main() -> int:
     skip = sub.add_parser("skip-regex")
     skip.add_argument("list", type=pathlib.Path)
     skip.set_defaults(run=cmd_skip_regex)
+    compact = sub.add_parser("compact")
+    compact.add_argument("report", type=pathlib.Path)
+    compact.add_argument("out", type=pathlib.Path)
+    compact.set_defaults(run=cmd_compact)
     args = parser.parse_args()
     return args.run(args)
 

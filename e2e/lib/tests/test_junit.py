@@ -23,7 +23,7 @@ REPORT = """<?xml version="1.0" encoding="UTF-8"?>
   <testsuite name="CRI validation" tests="6" skipped="2" failures="1">
     <testcase name="[BeforeSuite]" classname="CRI validation" status="passed" time="0"></testcase>
     <testcase name="[It] [k8s.io] Container runtime should support creating container [Conformance]"
-              classname="CRI validation" status="passed" time="1"></testcase>
+              classname="CRI validation" status="passed" time="1"><system-err>E1126 RuntimeConfig from runtime service failed</system-err></testcase>
     <testcase name="[It] [k8s.io] Container OOM runtime should output OOMKilled reason should terminate with exitCode 137 and reason OOMKilled"
               classname="CRI validation" status="failed" time="1">
       <failure message="Expected&#xA;    &lt;string&gt;: &#xA;to equal&#xA;    &lt;string&gt;: OOMKilled" type="failed">[FAILED] details</failure>
@@ -107,6 +107,13 @@ class JunitTest(unittest.TestCase):
         # ginkgo matches against the text, which has no " [Serial]" decorator.
         self.assertRegex(spec.removesuffix(" [Serial]"), regex)
         self.assertIsNone(re.search(regex, "[k8s.io] Image Manager public image with tag should be pulled"))
+
+    def test_compact_keeps_results_and_drops_captured_output(self):
+        out = self.dir / "compact.xml"
+        self.assertEqual(self.run_junit("compact", str(self.report), str(out)).returncode, 0)
+        self.assertEqual(junit.read_report(out), junit.read_report(self.report))
+        self.assertNotIn("RuntimeConfig from runtime service failed", out.read_text())
+        self.assertNotIn("[FAILED] details", out.read_text())
 
 
 class ConformanceTableTest(unittest.TestCase):
