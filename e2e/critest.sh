@@ -117,11 +117,15 @@ main() {
 	args+=("${EXTRA[@]}")
 
 	shm_ids >"$RESULTS/tmp/shm.before"
+	# Also when interrupted: the HostIpc specs' segments outlive critest.
+	trap 'remove_leaked_shm "$RESULTS/tmp/shm.before"' EXIT
+	trap 'exit 130' INT TERM
 	log critest "critest $(critest_binary_version "$bindir/critest") against $RUNTIME_ENDPOINT, $PARALLEL nodes; log: $log_file"
 	local started=$SECONDS status=0
 	(cd "$RESULTS/tmp" && TMPDIR=$RESULTS/tmp PATH=$bindir:$PATH "$bindir/critest" "${args[@]}") 2>&1 | tee "$log_file" || status=$?
 	log critest "critest exited with $status after $((SECONDS - started)) s"
 	remove_leaked_shm "$RESULTS/tmp/shm.before"
+	trap - EXIT
 
 	if [[ ! -s $junit ]]; then
 		log critest "critest wrote no JUnit report ($junit); see $log_file"

@@ -97,6 +97,7 @@ def main() -> int:
                     print(f"pushed {args.registry}/{ref} {target.item.digest}", file=sys.stderr)
         except RegistryError as err:
             print(f"build_images: registry {args.registry}: {err}", file=sys.stderr)
+            print("build_images: is it running? e2e/lib/registry.sh start DIR starts one", file=sys.stderr)
             return 1
     total = time.monotonic() - started
     print(
