@@ -70,7 +70,7 @@ our_shims() {
 	local dir=$1 cmdline pid
 	for pid in /proc/[0-9]*; do
 		pid=${pid#/proc/}
-		cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+		cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || continue
 		[[ $cmdline == *containerd-shim* && $cmdline == *"-address $dir/containerd.sock "* ]] && echo "$pid"
 	done
 }
@@ -105,25 +105,43 @@ remove_bridge() {
 
 # nat_rule_numbers CHAIN AWK_CONDITION : numbers of CHAIN's nat rules matching
 # the condition on `iptables -L -n` columns ($2 target, $5 source, $6
-# destination), highest first so deleting one keeps the others' numbers valid.
-# (Rule numbers, not `iptables -S` text: comments with quotes do not survive
-# a round trip through the shell.)
+# destination, $0 the line with its comment), highest first so deleting one
+# keeps the others' numbers valid. (Rule numbers, not `iptables -S` text:
+# comments with quotes do not survive a round trip through the shell.)
 nat_rule_numbers() {
 	iptables -t nat -L "$1" -n --line-numbers 2>/dev/null | awk "NR > 2 && ($2) { print \$1 }" | sort -rn
 }
 
-# remove_nat_rules DIR : CNI DEL removes each pod's own rules, but the portmap
-# plugin leaves its shared CNI-HOSTPORT-* chains and their jumps behind. Remove
-# them when start.sh saw none (DIR/nat-chains.before) and no port mapping of
-# anybody is left in them. Also drop any rule still naming our subnet.
+# remove_nat_rules DIR : CNI DEL removes each pod's rules, unless containerd
+# died first; and the portmap plugin leaves its shared CNI-HOSTPORT-* chains
+# behind. So: delete every nat rule that names our CNI network (in its
+# comment) or our subnet, then the per-pod chains those rules jumped to, then
+# the CNI-HOSTPORT-* chains if start.sh saw none (DIR/nat-chains.before) and
+# nobody's port mapping is left in them. Other users' rules in shared chains
+# are never touched.
 remove_nat_rules() {
-	local dir=$1 chain parent number
+	local dir=$1 chain parent number target candidate
 	command -v iptables >/dev/null || return 0
 	local prefix=${CTD_SUBNET%%.0.0/16}.
-	for parent in PREROUTING INPUT OUTPUT POSTROUTING; do
-		for number in $(nat_rule_numbers "$parent" "index(\$5, \"$prefix\") == 1 || index(\$6, \"$prefix\") == 1"); do
-			iptables -t nat -D "$parent" "$number" && log containerd "removed leftover nat rule $parent #$number for $CTD_SUBNET"
+	local ours="index(\$0, \"name: \\\"$CTD_NETWORK_NAME\\\"\") || index(\$5, \"$prefix\") == 1 || index(\$6, \"$prefix\") == 1 || index(\$0, \"to:$prefix\")"
+	local -A pod_chains=()
+	for chain in PREROUTING INPUT OUTPUT POSTROUTING $(iptables -t nat -S 2>/dev/null | awk '$1 == "-N" { print $2 }'); do
+		for number in $(nat_rule_numbers "$chain" "$ours"); do
+			target=$(iptables -t nat -L "$chain" -n --line-numbers | awk -v n="$number" '$1 == n { print $2 }')
+			iptables -t nat -D "$chain" "$number" && log containerd "removed leftover nat rule $chain #$number ($CTD_NETWORK_NAME)"
+			# A per-pod chain (CNI-<hash>, CNI-DN-<hash>) holding or receiving our rules is ours.
+			for candidate in "$chain" "$target"; do
+				[[ $candidate == CNI-* && $candidate != CNI-HOSTPORT-* ]] && pod_chains[$candidate]=1
+			done
 		done
+	done
+	for chain in "${!pod_chains[@]}"; do
+		for parent in PREROUTING INPUT OUTPUT POSTROUTING $(iptables -t nat -S 2>/dev/null | awk '$1 == "-N" { print $2 }'); do
+			for number in $(nat_rule_numbers "$parent" "\$2 == \"$chain\""); do
+				iptables -t nat -D "$parent" "$number"
+			done
+		done
+		iptables -t nat -F "$chain" 2>/dev/null && iptables -t nat -X "$chain" && log containerd "removed leftover nat chain $chain"
 	done
 	if iptables -t nat -S 2>/dev/null | grep -q -- '-N CNI-DN-'; then
 		return 0 # someone still has port mappings: the shared chains stay
