@@ -1,52 +1,67 @@
-# Assertions and helpers shared by the e2e test scripts (sourced, not run).
+# shellcheck shell=bash
+# Shared shell helpers for corral's end-to-end scripts. Source it; it defines
+# functions only and changes no shell options of the caller.
 #
-# Each test script runs under `set -euo pipefail`; a failed assertion prints what was
-# expected and what came back, then exits non-zero so e2e/run.sh counts the test failed.
+#   source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-fail() {
-  printf 'FAIL: %s\n' "$*" >&2
-  exit 1
+# log TAG MESSAGE... : one line on stderr, prefixed so interleaved output of
+# several helpers (registry, containerd, critest) stays readable in CI logs.
+log() {
+	local tag=$1
+	shift
+	printf '[%s] %s\n' "$tag" "$*" >&2
 }
 
-# expect_eq WHAT EXPECTED ACTUAL
-expect_eq() {
-  [ "$2" = "$3" ] || fail "$1: expected '$2', got '$3'"
+# die TAG MESSAGE... : log and fail. Returns 1 instead of exiting so that a
+# sourcing script keeps control (its own `set -e` or `|| exit` decides).
+die() {
+	log "$@"
+	return 1
 }
 
-# expect_contains WHAT NEEDLE HAYSTACK
-expect_contains() {
-  case "$3" in
-    *"$2"*) ;;
-    *) fail "$1: expected to contain '$2', got: $3" ;;
-  esac
-}
-
-# expect_fail WHAT NEEDLE CMD...: CMD must exit non-zero and print NEEDLE (stdout or stderr).
-expect_fail() {
-  local what=$1 needle=$2 out
-  shift 2
-  if out=$("$@" 2>&1); then
-    fail "$what: expected failure, but it succeeded: $out"
-  fi
-  expect_contains "$what" "$needle" "$out"
-}
-
-# crictl against the daemon under test; run.sh exports CRICTL_ARGS.
-cri() {
-  # shellcheck disable=SC2086
-  "$CRICTL_BIN" $CRICTL_ARGS "$@"
-}
-
-# wait_until SECONDS CMD...: retries CMD every 0.1 s until it succeeds or time runs out.
+# wait_until SECONDS COMMAND... : run COMMAND every 0.2 s until it succeeds or
+# SECONDS have passed. Returns COMMAND's last status.
 wait_until() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 0.1
-  done
+	local timeout=$1
+	shift
+	local deadline=$((SECONDS + timeout))
+	while true; do
+		if "$@"; then
+			return 0
+		fi
+		if ((SECONDS >= deadline)); then
+			"$@"
+			return $?
+		fi
+		sleep 0.2
+	done
 }
 
-step() {
-  printf '  - %s\n' "$*" >&2
+# pid_is_running PID EXPECTED_EXE_BASENAME : true when PID is alive and runs the
+# expected executable. A stale pid file must never make us signal a process
+# that reused the number.
+pid_is_running() {
+	local pid=$1 expected=$2 exe
+	[[ -n $pid && -d /proc/$pid ]] || return 1
+	exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+	[[ ${exe##*/} == "$expected" ]]
+}
+
+# stop_pid PID EXE_BASENAME TIMEOUT_SECONDS : SIGTERM, wait, then SIGKILL.
+# Only ever called with a pid this project started and recorded.
+stop_pid() {
+	local pid=$1 exe=$2 timeout=${3:-10}
+	pid_is_running "$pid" "$exe" || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	if ! wait_until "$timeout" eval "! pid_is_running $pid $exe"; then
+		kill -KILL "$pid" 2>/dev/null || true
+		wait_until 5 eval "! pid_is_running $pid $exe"
+	fi
+}
+
+# corral_tools_dir : the shared cache for tools built once per machine
+# (critest, ginkgo, the image helpers). CI keeps it between runs on the same
+# machine; everything in it can be rebuilt from the package registries.
+corral_tools_dir() {
+	printf '%s\n' "${CORRAL_TOOLS:-/var/cache/corral-tools}"
 }

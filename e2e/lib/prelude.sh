@@ -8,6 +8,8 @@ set -euo pipefail
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=common.sh
 source "$E2E_DIR/lib/common.sh"
+# shellcheck source=assert.sh
+source "$E2E_DIR/lib/assert.sh"
 # shellcheck source=daemon.sh
 source "$E2E_DIR/lib/daemon.sh"
 
