@@ -23,8 +23,9 @@ need_root() {
 BUILD_PACKAGES=(protobuf-compiler libseccomp-dev pkg-config iproute2 nftables iptables procps)
 # Packages the tests use: a local OCI registry, image tooling, busybox for test rootfs,
 # containerd + runc + CNI plugins as the peer we compare against, and small helpers.
+# gcc + libc6-dev build the small static programs of the critest stand-in images.
 TEST_PACKAGES=(docker-registry skopeo umoci busybox-static containerd runc containernetworking-plugins
-  jq socat curl util-linux psmisc python3)
+  jq socat curl util-linux psmisc python3 gcc libc6-dev)
 
 install_packages() {
   local missing=()
@@ -45,32 +46,14 @@ install_packages() {
 
 # crictl: the CLI every e2e script drives corral with.
 install_crictl() {
-  if [ -x "$TOOLS/bin/crictl" ] && "$TOOLS/bin/crictl" --version 2>/dev/null | grep -q "${CRI_TOOLS_VERSION#v}"; then
+  # `go install` builds leave crictl's version "unknown": a stamp file records it.
+  if [ -x "$TOOLS/bin/crictl" ] && [ "$(cat "$TOOLS/bin/.crictl-version" 2>/dev/null)" = "$CRI_TOOLS_VERSION" ]; then
     return 0
   fi
   log "building crictl $CRI_TOOLS_VERSION"
   mkdir -p "$TOOLS/bin"
-  GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
-}
-
-# critest: cri-tools' validation suite, a Go test binary built with `go test -c`.
-install_critest() {
-  [ -x "$TOOLS/bin/critest" ] && return 0
-  local version
-  for version in "$CRI_TOOLS_VERSION" v1.36.0; do
-    log "building critest $version"
-    local mod
-    mod=$(mktemp -d)
-    if (cd "$mod" && go mod init corral.local/critest >/dev/null 2>&1 &&
-        go get -t "sigs.k8s.io/cri-tools/cmd/critest@$version" >/dev/null 2>&1 &&
-        go test -c -o "$TOOLS/bin/critest" sigs.k8s.io/cri-tools/cmd/critest); then
-      rm -rf "$mod"
-      return 0
-    fi
-    rm -rf "$mod"
-    log "critest $version did not build"
-  done
-  return 1
+  GOBIN="$TOOLS/bin" go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
+  echo "$CRI_TOOLS_VERSION" >"$TOOLS/bin/.crictl-version"
 }
 
 main() {
@@ -82,7 +65,8 @@ main() {
   install_packages "${TEST_PACKAGES[@]}"
   command -v go >/dev/null || { echo "setup: Go is required to build crictl/critest" >&2; exit 1; }
   install_crictl
-  install_critest
+  # critest (and the ginkgo runner its -parallel mode needs), cached with a version stamp.
+  "$(dirname "$0")/critest.sh" --build-only
   log "tools in $TOOLS/bin: $(ls "$TOOLS/bin" | tr '\n' ' ')"
 }
 
