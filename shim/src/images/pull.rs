@@ -33,10 +33,7 @@ impl ImageStore {
 
         let parallel = self.config.max_concurrent_downloads.max(1);
         let jobs: Vec<_> = layers.iter().map(|layer| self.ensure_layer(&session, &leases, layer)).collect();
-        futures_util::stream::iter(jobs)
-            .buffer_unordered(parallel)
-            .try_collect::<Vec<()>>()
-            .await?;
+        futures_util::stream::iter(jobs).buffer_unordered(parallel).try_collect::<Vec<()>>().await?;
 
         let id = manifest.config.digest.clone();
         let size = manifests.iter().map(|(_, len)| *len).sum::<u64>()
@@ -128,7 +125,12 @@ impl ImageStore {
         Ok((manifest, sizes, top_digest))
     }
 
-    async fn fetch_config(&self, session: &Session<'_>, leases: &Leases<'_>, manifest: &Manifest) -> Result<ConfigFile> {
+    async fn fetch_config(
+        &self,
+        session: &Session<'_>,
+        leases: &Leases<'_>,
+        manifest: &Manifest,
+    ) -> Result<ConfigFile> {
         let desc = &manifest.config;
         if !matches!(desc.media_type.as_str(), "" | media::OCI_CONFIG | media::DOCKER_CONFIG) {
             return Err(ImageError::Unsupported(format!(
@@ -171,7 +173,10 @@ impl ImageStore {
             Ok::<_, ImageError>(stats)
         })
         .await
-        .map_err(|e| ImageError::BadLayer { layer: layer.digest.to_string(), reason: format!("unpack task failed: {e}") })??;
+        .map_err(|e| ImageError::BadLayer {
+            layer: layer.digest.to_string(),
+            reason: format!("unpack task failed: {e}"),
+        })??;
         tracing::debug!(layer = %layer.digest, entries = stats.entries, bytes = stats.bytes,
             compression = ?stats.compression, elapsed_ms = started.elapsed().as_millis() as u64, "layer unpacked");
         Ok(())

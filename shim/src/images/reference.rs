@@ -29,14 +29,11 @@ const MAX_NAME_LEN: usize = 255;
 
 static DOMAIN: LazyLock<Regex> = LazyLock::new(|| {
     let component = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
-    Regex::new(&format!(r"^(?:{component}(?:\.{component})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$"))
-        .expect("constant regex")
+    Regex::new(&format!(r"^(?:{component}(?:\.{component})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$")).expect("constant regex")
 });
-static PATH_COMPONENT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$").expect("constant regex")
-});
-static TAG: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[\w][\w.-]{0,127}$").expect("constant regex"));
+static PATH_COMPONENT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$").expect("constant regex"));
+static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[\w][\w.-]{0,127}$").expect("constant regex"));
 
 /// A parsed, normalized image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -148,9 +145,7 @@ impl fmt::Display for Reference {
 
 fn split_domain(name: &str) -> (String, String) {
     let (mut domain, mut path) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':']) || first == "localhost" || first.to_lowercase() != first =>
-        {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" || first.to_lowercase() != first => {
             (first.to_owned(), rest.to_owned())
         }
         _ => (DOCKER_HUB.to_owned(), name.to_owned()),
@@ -191,7 +186,10 @@ mod tests {
     #[test]
     fn hosts_are_recognized_by_dot_colon_or_localhost() {
         let r = Reference::parse("127.0.0.1:5000/busybox").unwrap();
-        assert_eq!((r.domain.as_str(), r.path.as_str(), r.tag.as_deref()), ("127.0.0.1:5000", "busybox", Some("latest")));
+        assert_eq!(
+            (r.domain.as_str(), r.path.as_str(), r.tag.as_deref()),
+            ("127.0.0.1:5000", "busybox", Some("latest"))
+        );
         assert_eq!(norm("localhost/x:1"), "localhost/x:1");
         assert_eq!(norm("registry.k8s.io/pause:3.10"), "registry.k8s.io/pause:3.10");
         assert_eq!(norm("localhost:5000/a/b:v1"), "localhost:5000/a/b:v1");

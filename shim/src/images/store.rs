@@ -117,7 +117,8 @@ impl ImageStore {
         let mut tags_seen = HashSet::new();
         for mut image in loaded {
             let missing_blob = image.blobs().find(|d| !self.content.path(d).is_file()).cloned();
-            let missing_layer = image.layers.iter().find(|l| !self.snapshots.has(&l.chain_id)).map(|l| l.chain_id.clone());
+            let missing_layer =
+                image.layers.iter().find(|l| !self.snapshots.has(&l.chain_id)).map(|l| l.chain_id.clone());
             if let Some(missing) = missing_blob.or(missing_layer) {
                 tracing::warn!(image = %image.id, %missing, "image content is missing; forgetting the image");
                 self.records.delete(&image.id)?;

@@ -95,7 +95,8 @@ impl AuthConfig {
                 .decode(self.auth.trim())
                 .map_err(|_| invalid("not base64"))?;
             let text = String::from_utf8(decoded).map_err(|_| invalid("not UTF-8"))?;
-            let (username, password) = text.split_once(':').ok_or_else(|| invalid("expected base64 of user:password"))?;
+            let (username, password) =
+                text.split_once(':').ok_or_else(|| invalid("expected base64 of user:password"))?;
             return Ok(Credentials::Basic { username: username.into(), password: password.into() });
         }
         Ok(Credentials::Anonymous)
@@ -180,7 +181,9 @@ mod tests {
     #[test]
     fn parses_challenges() {
         assert_eq!(
-            parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#),
+            parse_challenge(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#
+            ),
             Some(Challenge::Bearer {
                 realm: "https://auth.docker.io/token".into(),
                 service: Some("registry.docker.io".into()),

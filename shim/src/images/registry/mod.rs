@@ -168,7 +168,10 @@ fn split_url(url: &str, config: &ImagesConfig) -> std::result::Result<(&'static 
 pub fn check_config(config: &ImagesConfig) -> std::result::Result<(), String> {
     for mirror in &config.mirrors {
         if mirror.endpoints.is_empty() && mirror.no_fallback {
-            return Err(format!("images.mirrors for {:?}: no endpoints and no_fallback leaves nothing to pull from", mirror.registry));
+            return Err(format!(
+                "images.mirrors for {:?}: no endpoints and no_fallback leaves nothing to pull from",
+                mirror.registry
+            ));
         }
         for url in &mirror.endpoints {
             split_url(url, config)?;
@@ -301,7 +304,12 @@ impl Session<'_> {
         ImageError::Registry { registry, step: format!("fetching {what}"), message }
     }
 
-    async fn get_from(&self, ep: &EndpointState, path: &str, accept: Option<&str>) -> Result<reqwest::Response, Failure> {
+    async fn get_from(
+        &self,
+        ep: &EndpointState,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, Failure> {
         let url = format!("{}/v2/{}/{path}", ep.endpoint.base, self.reference.path);
         for attempt in 0..2 {
             let mut req = self.registry.http.get(&url);
@@ -325,7 +333,8 @@ impl Session<'_> {
                 return Ok(resp);
             }
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
-                let challenge = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(parse_challenge);
+                let challenge =
+                    resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(parse_challenge);
                 let value = self.authorize(ep, challenge).await?;
                 if let Ok(mut slot) = ep.authorization.lock() {
                     *slot = Some(value);
@@ -335,7 +344,9 @@ impl Session<'_> {
             let body = error_body(resp).await;
             return Err(match status {
                 StatusCode::NOT_FOUND => Failure::NotFound,
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Failure::Unauthorized(format!("HTTP {status}: {body}")),
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    Failure::Unauthorized(format!("HTTP {status}: {body}"))
+                }
                 _ => Failure::Other(format!("HTTP {status}: {body}")),
             });
         }
@@ -346,12 +357,16 @@ impl Session<'_> {
     async fn authorize(&self, ep: &EndpointState, challenge: Option<Challenge>) -> Result<String, Failure> {
         match (challenge, &ep.credentials) {
             (_, Credentials::RegistryToken(_)) => Err(Failure::Unauthorized("the registry token was rejected".into())),
-            (None, _) => Err(Failure::Unauthorized("authentication required (no usable WWW-Authenticate challenge)".into())),
+            (None, _) => {
+                Err(Failure::Unauthorized("authentication required (no usable WWW-Authenticate challenge)".into()))
+            }
             (Some(Challenge::Basic), Credentials::Basic { username, password }) => {
                 let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
                 Ok(format!("Basic {encoded}"))
             }
-            (Some(Challenge::Basic), _) => Err(Failure::Unauthorized("the registry requires a username and password".into())),
+            (Some(Challenge::Basic), _) => {
+                Err(Failure::Unauthorized("the registry requires a username and password".into()))
+            }
             (Some(Challenge::Bearer { realm, service, scope }), credentials) => {
                 let scope = scope.unwrap_or_else(|| format!("repository:{}:pull", self.reference.path));
                 let token = self.fetch_token(&realm, service.as_deref(), &scope, credentials).await?;
@@ -429,7 +444,8 @@ async fn error_body(resp: reqwest::Response) -> String {
         #[serde(default)]
         message: String,
     }
-    let body = tokio::time::timeout(Duration::from_secs(5), resp.bytes()).await.ok().and_then(|b| b.ok()).unwrap_or_default();
+    let body =
+        tokio::time::timeout(Duration::from_secs(5), resp.bytes()).await.ok().and_then(|b| b.ok()).unwrap_or_default();
     if let Ok(parsed) = serde_json::from_slice::<Errors>(&body)
         && !parsed.errors.is_empty()
     {
@@ -484,7 +500,11 @@ mod tests {
                 endpoints: vec!["http://127.0.0.1:5000/".into(), "https://mirror.example.com".into()],
                 no_fallback: false,
             },
-            MirrorConfig { registry: "docker.io".into(), endpoints: vec!["insecure.local:5000".into()], no_fallback: true },
+            MirrorConfig {
+                registry: "docker.io".into(),
+                endpoints: vec!["insecure.local:5000".into()],
+                no_fallback: true,
+            },
         ];
         let r = Registry::new(&config(mirrors)).unwrap();
         assert_eq!(
@@ -498,10 +518,15 @@ mod tests {
 
     #[test]
     fn plain_http_mirrors_need_an_insecure_host() {
-        let bad = MirrorConfig { registry: "r.io".into(), endpoints: vec!["http://10.1.2.3:5000".into()], no_fallback: false };
+        let bad = MirrorConfig {
+            registry: "r.io".into(),
+            endpoints: vec!["http://10.1.2.3:5000".into()],
+            no_fallback: false,
+        };
         let err = check_config(&config(vec![bad])).unwrap_err();
         assert!(err.contains("insecure_registries"), "{err}");
-        let path = MirrorConfig { registry: "r.io".into(), endpoints: vec!["https://m.io/v2/x".into()], no_fallback: false };
+        let path =
+            MirrorConfig { registry: "r.io".into(), endpoints: vec!["https://m.io/v2/x".into()], no_fallback: false };
         assert!(check_config(&config(vec![path])).unwrap_err().contains("without a path"));
         let ftp = MirrorConfig { registry: "r.io".into(), endpoints: vec!["ftp://m.io".into()], no_fallback: false };
         assert!(Registry::new(&config(vec![ftp])).is_err());

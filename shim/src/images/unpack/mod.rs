@@ -36,8 +36,8 @@ use tar::EntryType;
 
 use self::paths::EntryPath;
 use self::root::{DirFd, LayerRoot, open_beneath, proc_path, reopen_dir};
-use self::stream::{Budgeted, Hashing};
 pub use self::stream::Compression;
+use self::stream::{Budgeted, Hashing};
 use super::digest::Digest;
 use super::error::{ImageError, IoContext, Result};
 
@@ -64,7 +64,8 @@ pub fn unpack_layer(blob: &Path, dest: &Path, layer: &Digest, diff_id: &Digest) 
     let (reader, budget) = Budgeted::new(Hashing::new(reader));
     let mut archive = tar::Archive::new(reader);
     let root = LayerRoot::open(dest).ctx("opening layer directory", dest)?;
-    let mut unpacker = Unpacker { root, layer: layer.to_string(), dir_times: Vec::new(), stats: UnpackStats::default() };
+    let mut unpacker =
+        Unpacker { root, layer: layer.to_string(), dir_times: Vec::new(), stats: UnpackStats::default() };
     unpacker.stats.compression = Some(compression);
     {
         let mut entries = archive.entries().map_err(|e| bad(layer, format!("not a tar stream: {e}")))?;
@@ -180,9 +181,12 @@ impl Unpacker {
     fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>, shown: &str) -> Result<Meta> {
         let header = entry.header();
         let field = |what: &str, e: io::Error| self.refuse(shown, format!("bad {what} field: {e}"));
-        let id = |v: u64, what: &str| u32::try_from(v).ok().filter(|v| *v != u32::MAX).ok_or_else(|| {
-            self.refuse(shown, format!("{what} {v} is out of range"))
-        });
+        let id = |v: u64, what: &str| {
+            u32::try_from(v)
+                .ok()
+                .filter(|v| *v != u32::MAX)
+                .ok_or_else(|| self.refuse(shown, format!("{what} {v} is out of range")))
+        };
         let mode = header.mode().map_err(|e| field("mode", e))? & 0o7777;
         let uid = id(header.uid().map_err(|e| field("uid", e))?, "uid")?;
         let gid = id(header.gid().map_err(|e| field("gid", e))?, "gid")?;
@@ -278,13 +282,16 @@ impl Unpacker {
             Ok(Some(t)) => t,
             Ok(None) => return Err(self.refuse(shown, "hard link to the layer root")),
             Err(reason) => {
-                return Err(self.refuse(shown, format!("hard link target {:?}: {reason}", String::from_utf8_lossy(target))));
+                return Err(
+                    self.refuse(shown, format!("hard link target {:?}: {reason}", String::from_utf8_lossy(target)))
+                );
             }
         };
         if target_path == *path {
             return Err(self.refuse(shown, "hard link to itself"));
         }
-        let missing = || format!("hard link target {:?} is not an earlier entry of this layer", String::from_utf8_lossy(target));
+        let missing =
+            || format!("hard link target {:?} is not an earlier entry of this layer", String::from_utf8_lossy(target));
         let target_parent = match self.root.dir(&target_path.parent, false) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.refuse(shown, missing())),
@@ -369,7 +376,8 @@ impl Unpacker {
                 .map_err(|e| self.fs_error(shown, "chmod", e.into()))?;
         }
         for (xname, value) in &meta.xattrs {
-            let result = rustix::fs::lsetxattr(proc_path(parent, name), OsStr::from_bytes(xname), value, XattrFlags::empty());
+            let result =
+                rustix::fs::lsetxattr(proc_path(parent, name), OsStr::from_bytes(xname), value, XattrFlags::empty());
             self.xattr_result(result, xname, shown)?;
         }
         rustix::fs::utimensat(parent.as_fd(), os_name, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW)
@@ -395,7 +403,8 @@ impl Unpacker {
             let shown = String::from_utf8_lossy(&path).into_owned();
             let dir = match self.root.dir(&[&path[..]], false) {
                 Ok(dir) => dir,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // replaced by a later entry
+                // Replaced by a later entry (removed, or now a file).
+                Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => continue,
                 Err(e) => return Err(self.fs_error(&shown, "opening directory", e)),
             };
             let fd = reopen_dir(&dir).map_err(|e| self.fs_error(&shown, "opening directory", e))?;

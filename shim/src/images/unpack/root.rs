@@ -114,9 +114,10 @@ impl LayerRoot {
     }
 }
 
-/// `openat2` below `base` that never crosses a symlink, `..` out of `base`, or a mount.
+/// `openat2` below `base` that never crosses a symlink (not even as the last component:
+/// `RESOLVE_NO_SYMLINKS` makes that `ELOOP`), `..` out of `base`, or a mount.
 pub fn open_beneath<Fd: AsFd>(base: Fd, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat2(base, OsStr::from_bytes(path), flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty(), RESOLVE)?)
+    Ok(rustix::fs::openat2(base, OsStr::from_bytes(path), flags | OFlags::CLOEXEC, Mode::empty(), RESOLVE)?)
 }
 
 /// A readable fd of the directory an `O_PATH` fd points to (for `fsetxattr`, `fchmod`, `futimens`).
