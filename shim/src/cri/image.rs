@@ -140,3 +140,80 @@ fn verbose_info(image: &Image) -> String {
     });
     info.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::images::tests::registry::TestRegistry;
+
+    fn spec(image: &str) -> Option<v1::ImageSpec> {
+        Some(v1::ImageSpec { image: image.into(), ..Default::default() })
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn image_rpcs_follow_the_cri_rules() {
+        let registry = TestRegistry::start();
+        let pushed = crate::images::tests::push_busybox(&registry, "busybox", "latest").await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config { root: dir.path().join("root"), state_dir: dir.path().join("state"), ..Config::default() };
+        let daemon = Daemon::new(config).unwrap();
+        let name = format!("{}/busybox:latest", registry.addr);
+
+        // Unknown image: empty status, no error; removal succeeds.
+        let status = daemon.image_status(v1::ImageStatusRequest { image: spec(&name), verbose: false }).unwrap();
+        assert!(status.image.is_none());
+        daemon.remove_image(v1::RemoveImageRequest { image: spec(&name) }).await.unwrap();
+
+        let pulled = daemon
+            .pull_image(v1::PullImageRequest { image: spec(&name), auth: None, sandbox_config: None })
+            .await
+            .unwrap();
+        assert_eq!(pulled.image_ref, pushed.config.to_string());
+        let status = daemon.image_status(v1::ImageStatusRequest { image: spec(&name), verbose: true }).unwrap();
+        let image = status.image.unwrap();
+        assert_eq!(image.id, pulled.image_ref, "PullImageResponse.image_ref equals Image.id");
+        assert_eq!(image.repo_tags, [name.clone()]);
+        assert_eq!(image.repo_digests, [format!("{}/busybox@{}", registry.addr, pushed.manifest)]);
+        assert!(image.size > 1_000_000 && image.uid.is_none() && image.username.is_empty());
+        let info: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
+        assert_eq!(info["imageSpec"]["config"]["Cmd"], serde_json::json!(["sh"]));
+
+        let all = daemon.list_images(v1::ListImagesRequest { filter: None }).unwrap();
+        assert_eq!(all.images.len(), 1);
+        let filter = Some(v1::ImageFilter { image: spec("nothere") });
+        assert!(daemon.list_images(v1::ListImagesRequest { filter }).unwrap().images.is_empty());
+
+        let fs = daemon.image_fs_info(v1::ImageFsInfoRequest {}).await.unwrap();
+        let used = fs.image_filesystems[0].used_bytes.as_ref().unwrap().value;
+        assert!(used > 1_000_000, "{used}");
+
+        let err = daemon.image_status(v1::ImageStatusRequest { image: spec(""), verbose: false }).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        let err = daemon
+            .pull_image(v1::PullImageRequest { image: spec(&format!("{}/nope", registry.addr)), ..Default::default() })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+
+        daemon.remove_image(v1::RemoveImageRequest { image: spec(&pulled.image_ref) }).await.unwrap();
+        assert!(daemon.list_images(v1::ListImagesRequest { filter: None }).unwrap().images.is_empty());
+        daemon.remove_image(v1::RemoveImageRequest { image: spec(&pulled.image_ref) }).await.unwrap();
+    }
+
+    #[test]
+    fn image_errors_map_to_grpc_codes() {
+        use crate::images::ImageError as E;
+        let code = |e: E| CriError::from(e).code();
+        assert_eq!(code(E::InUse { image: "x".into() }), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            code(E::Stalled { reference: "r".into(), secs: 1, step: "s".into() }),
+            tonic::Code::DeadlineExceeded
+        );
+        assert_eq!(
+            code(E::InvalidReference { reference: "R".into(), reason: "x".into() }),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(code(E::NotFound { what: "m".into(), registry: "r".into() }), tonic::Code::NotFound);
+    }
+}

@@ -38,4 +38,4 @@ pub use registry::AuthConfig;
 pub use store::ImageStore;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
