@@ -173,7 +173,7 @@ mod tests {
         let status = daemon.image_status(v1::ImageStatusRequest { image: spec(&name), verbose: true }).unwrap();
         let image = status.image.unwrap();
         assert_eq!(image.id, pulled.image_ref, "PullImageResponse.image_ref equals Image.id");
-        assert_eq!(image.repo_tags, [name.clone()]);
+        assert_eq!(image.repo_tags, std::slice::from_ref(&name));
         assert_eq!(image.repo_digests, [format!("{}/busybox@{}", registry.addr, pushed.manifest)]);
         assert!(image.size > 1_000_000 && image.uid.is_none() && image.username.is_empty());
         let info: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
