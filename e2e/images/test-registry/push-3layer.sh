@@ -16,10 +16,16 @@ cp /bin/busybox "$work/b/rootfs/bin/busybox"
 for applet in $(/bin/busybox --list); do
     [ "$applet" = busybox ] || ln "$work/b/rootfs/bin/busybox" "$work/b/rootfs/bin/$applet"
 done
-umoci repack --image "$work/oci:img" "$work/b" >/dev/null
+# umoci diffs a bundle against the image it was unpacked from: unpack afresh for each layer.
+next_layer() {
+    umoci repack --image "$work/oci:img" "$work/b" >/dev/null
+    rm -rf "$work/b"
+    umoci unpack --image "$work/oci:img" "$work/b" >/dev/null
+}
+next_layer
 mkdir -p "$work/b/rootfs/usr/share/many"
 for i in $(seq 1 2000); do echo "small file $i" >"$work/b/rootfs/usr/share/many/f$i"; done
-umoci repack --image "$work/oci:img" "$work/b" >/dev/null
+next_layer
 head -c $((32 << 20)) /dev/urandom >"$work/b/rootfs/usr/share/blob.bin"
 umoci repack --image "$work/oci:img" "$work/b" >/dev/null
 umoci config --image "$work/oci:img" --config.cmd sh >/dev/null

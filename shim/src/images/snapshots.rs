@@ -22,8 +22,12 @@ pub struct Snapshots {
 
 impl Snapshots {
     /// Opens (creating) `dir` and deletes half-unpacked layers left by a crash.
+    ///
+    /// The directory is 0700: layers hold whatever the image holds, setuid-root binaries
+    /// included, and host users must not be able to reach them (only root mounts them).
     pub fn open(dir: PathBuf) -> Result<Snapshots> {
         fs::create_dir_all(&dir).ctx("creating", &dir)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).ctx("chmod 0700", &dir)?;
         let removed = fsutil::remove_temporaries(&dir)?;
         if removed > 0 {
             tracing::info!(removed, "deleted interrupted layer unpacks");

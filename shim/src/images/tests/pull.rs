@@ -135,6 +135,8 @@ async fn multi_layer_image_becomes_overlay_layers_with_whiteouts() {
         )
     });
     assert_eq!(merged, (false, true, false, Some(b"new\n".to_vec()), busybox().len() as u64));
+    let snapshots_mode = std::fs::metadata(dir.path().join("images/snapshots")).unwrap().permissions().mode();
+    assert_eq!(snapshots_mode & 0o777, 0o700, "host users cannot reach setuid files in layers");
     assert_no_temporaries(&dir.path().join("images"));
     assert_blobs_verified(&dir.path().join("images"));
 }
