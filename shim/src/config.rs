@@ -69,8 +69,11 @@ pub struct ImagesConfig {
     pub mirrors: Vec<MirrorConfig>,
     /// A pull that makes no progress for this many seconds is cancelled.
     pub pull_progress_timeout_secs: u64,
-    /// Layers downloaded at the same time, per pull.
+    /// Layers downloaded (and unpacked) at the same time, per pull.
     pub max_concurrent_downloads: usize,
+    /// Images reported as pinned, so kubelet's image garbage collector keeps them
+    /// (`repo:tag` or `repo@digest`, normalized like image names).
+    pub pinned_images: Vec<String>,
 }
 
 /// One registry served from other endpoints (an air-gapped cluster's local copy).
@@ -131,6 +134,7 @@ impl Default for ImagesConfig {
             mirrors: Vec::new(),
             pull_progress_timeout_secs: 300,
             max_concurrent_downloads: 3,
+            pinned_images: vec!["registry.k8s.io/pause:3.10".into()],
         }
     }
 }
@@ -153,6 +157,19 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent.
     #[error("invalid config: {0}")]
     Invalid(String),
+}
+
+impl ImagesConfig {
+    /// Checks limits and mirror URLs (plain-HTTP mirrors only for insecure or loopback hosts).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_concurrent_downloads == 0 {
+            return Err(ConfigError::Invalid("images.max_concurrent_downloads must be at least 1".into()));
+        }
+        if self.pull_progress_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("images.pull_progress_timeout_secs must be at least 1".into()));
+        }
+        crate::images::registry::check_config(self).map_err(ConfigError::Invalid)
+    }
 }
 
 impl Config {
@@ -204,9 +221,7 @@ impl Config {
         if !(576..=65535).contains(&self.network.mtu) {
             return Err(ConfigError::Invalid(format!("network.mtu {} is outside 576..65535", self.network.mtu)));
         }
-        if self.images.max_concurrent_downloads == 0 {
-            return Err(ConfigError::Invalid("images.max_concurrent_downloads must be at least 1".into()));
-        }
+        self.images.validate()?;
         Ok(())
     }
 
@@ -252,6 +267,12 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.images.mirrors[0].registry, "registry.k8s.io");
         assert!(!cfg.images.mirrors[0].no_fallback);
+        assert!(cfg.validate().is_ok());
+        let cfg: Config = toml::from_str(
+            "[[images.mirrors]]\nregistry = \"registry.k8s.io\"\nendpoints = [\"http://10.0.0.1:5000\"]\n",
+        )
+        .unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("insecure_registries"));
     }
 
     #[test]

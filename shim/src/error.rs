@@ -82,6 +82,23 @@ impl From<corral_net::Error> for CriError {
     }
 }
 
+impl From<crate::images::ImageError> for CriError {
+    fn from(err: crate::images::ImageError) -> CriError {
+        use crate::images::ImageError as E;
+        let msg = err.to_string();
+        match err {
+            E::InvalidReference { .. } | E::InvalidDigest { .. } | E::InvalidAuth(_) => CriError::InvalidArgument(msg),
+            E::Unsupported(_) | E::UnsafeLayer { .. } | E::BadLayer { .. } => CriError::InvalidArgument(msg),
+            E::Unauthorized { .. } => CriError::InvalidArgument(msg),
+            E::NotFound { .. } | E::UnknownImage(_) => CriError::NotFound(msg),
+            E::InUse { .. } => CriError::FailedPrecondition(msg),
+            E::Registry { .. } | E::Verification { .. } => CriError::Unavailable(msg),
+            E::Stalled { .. } => CriError::DeadlineExceeded(msg),
+            E::Io { .. } => CriError::Internal(msg),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = bind_socket(&config.socket)?;
     let socket_ino = fs::metadata(&config.socket)?.ino();
 
-    let daemon = Daemon::new(config.clone());
+    let daemon = Daemon::new(config.clone())?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(),
         state_dir = %config.state_dir.display(), version = env!("CARGO_PKG_VERSION"), "corral serving");
 

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{BoxStream, Daemon, reply};
-use crate::error::CriError;
 
 /// Serves `runtime.v1.ImageService` from the shared [`Daemon`].
 pub struct ImageServer {
@@ -27,36 +26,42 @@ impl ImageServer {
 impl ImageService for ImageServer {
     async fn list_images(
         &self,
-        _req: Request<v1::ListImagesRequest>,
+        req: Request<v1::ListImagesRequest>,
     ) -> Result<Response<v1::ListImagesResponse>, Status> {
-        reply(Err(CriError::Unimplemented("ListImages")))
+        reply(self.daemon.list_images(req.into_inner()))
     }
 
     type StreamImagesStream = BoxStream<v1::StreamImagesResponse>;
 
     async fn stream_images(
         &self,
-        _req: Request<v1::StreamImagesRequest>,
+        req: Request<v1::StreamImagesRequest>,
     ) -> Result<Response<Self::StreamImagesStream>, Status> {
-        reply(Err(CriError::Unimplemented("StreamImages")))
+        let filter = req.into_inner().filter;
+        let listed = self.daemon.list_images(v1::ListImagesRequest { filter }).map(|list| {
+            let stream: Self::StreamImagesStream =
+                Box::pin(tokio_stream::iter([Ok(v1::StreamImagesResponse { images: list.images })]));
+            stream
+        });
+        reply(listed)
     }
 
     async fn image_status(
         &self,
-        _req: Request<v1::ImageStatusRequest>,
+        req: Request<v1::ImageStatusRequest>,
     ) -> Result<Response<v1::ImageStatusResponse>, Status> {
-        reply(Err(CriError::Unimplemented("ImageStatus")))
+        reply(self.daemon.image_status(req.into_inner()))
     }
 
-    async fn pull_image(&self, _req: Request<v1::PullImageRequest>) -> Result<Response<v1::PullImageResponse>, Status> {
-        reply(Err(CriError::Unimplemented("PullImage")))
+    async fn pull_image(&self, req: Request<v1::PullImageRequest>) -> Result<Response<v1::PullImageResponse>, Status> {
+        reply(self.daemon.pull_image(req.into_inner()).await)
     }
 
     async fn remove_image(
         &self,
-        _req: Request<v1::RemoveImageRequest>,
+        req: Request<v1::RemoveImageRequest>,
     ) -> Result<Response<v1::RemoveImageResponse>, Status> {
-        reply(Err(CriError::Unimplemented("RemoveImage")))
+        reply(self.daemon.remove_image(req.into_inner()).await)
     }
 
     async fn image_fs_info(

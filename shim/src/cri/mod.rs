@@ -17,6 +17,7 @@ use tonic::{Response, Status};
 
 use crate::config::Config;
 use crate::error::CriResult;
+use crate::images::ImageStore;
 
 pub use image_service::ImageServer;
 pub use runtime_service::RuntimeServer;
@@ -27,12 +28,15 @@ pub struct Daemon {
     pub config: Config,
     /// Pod CIDR last given by `UpdateRuntimeConfig` (kubelet in cluster mode sends it).
     pub runtime_pod_cidr: RwLock<Option<String>>,
+    /// The image store (pulls, records, layer directories).
+    pub images: Arc<ImageStore>,
 }
 
 impl Daemon {
-    /// A daemon with this configuration and nothing running yet.
-    pub fn new(config: Config) -> Arc<Daemon> {
-        Arc::new(Daemon { config, runtime_pod_cidr: RwLock::new(None) })
+    /// A daemon with this configuration and nothing running yet; opens the image store.
+    pub fn new(config: Config) -> anyhow::Result<Arc<Daemon>> {
+        let images = Arc::new(ImageStore::open(&config.image_dir(), &config.images)?);
+        Ok(Arc::new(Daemon { config, runtime_pod_cidr: RwLock::new(None), images }))
     }
 }
 

@@ -136,7 +136,7 @@ mod tests {
         let config = Config { root: dir.join("root"), state_dir: dir.join("state"), ..Config::default() };
         std::fs::create_dir_all(&config.root).unwrap();
         std::fs::create_dir_all(&config.state_dir).unwrap();
-        Daemon::new(config)
+        Daemon::new(config).unwrap()
     }
 
     #[test]
