@@ -1,0 +1,39 @@
+//! Dispatch of the hidden helper modes of the corral binary (see docs/design.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::types::HELPER_LOG_ENV;
+
+/// If `argv[1]` is `monitor`, `exec` or `pause`, runs that mode and returns its exit code;
+/// otherwise `None`, and `main()` goes on as usual.
+///
+/// Must be the first thing `main()` calls, before any thread or async runtime exists: the
+/// modes fork without exec, which is only sound in a single-threaded process.
+pub fn run_helper_mode() -> Option<ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    let mode = args.next()?;
+    let mode = mode.to_str()?;
+    if !matches!(mode, "monitor" | "exec" | "pause") {
+        return None;
+    }
+    init_logging();
+    let dir = args.next().map(PathBuf::from);
+    Some(match (mode, dir) {
+        ("monitor", Some(dir)) => crate::monitor::main(&dir),
+        ("exec", Some(dir)) => crate::exec::main(&dir),
+        ("pause", _) => crate::pause::main(),
+        (mode, None) => {
+            eprintln!("corral {mode}: missing state directory argument");
+            ExitCode::from(2)
+        }
+        _ => ExitCode::from(2),
+    })
+}
+
+/// Helper modes log to stderr (the monitor's stderr is `monitor.log` in its state dir).
+fn init_logging() {
+    let filter = std::env::var(HELPER_LOG_ENV).unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
+}
