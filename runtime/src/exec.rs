@@ -66,8 +66,6 @@ fn run(dir: &Path) -> Result<ExitCode> {
         return Err(Error::InvalidState("container is not running".into()));
     }
     let process = spec.process().as_ref().ok_or_else(|| Error::InvalidSpec("no process".into()))?;
-    let env = merge_env(process.env().as_deref().unwrap_or_default(), &opts.env);
-    let program = Program::new(&opts.args, &env)?;
     let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(profile) => Some(crate::seccomp::build(profile)?),
         None => None,
@@ -96,7 +94,7 @@ fn run(dir: &Path) -> Result<ExitCode> {
     // SAFETY: run_helper_mode runs before any thread exists.
     match unsafe { fork() }.step(|| "fork exec process")? {
         ForkResult::Child => {
-            let e = match child(process, &opts, program, filter) {
+            let e = match child(process, &opts, filter) {
                 Err(e) => e,
                 Ok(never) => match never {},
             };
@@ -118,9 +116,11 @@ fn run(dir: &Path) -> Result<ExitCode> {
 fn child(
     process: &oci_spec::runtime::Process,
     opts: &ExecOptions,
-    program: Program,
     filter: Option<libseccomp::ScmpFilterContext>,
 ) -> Result<std::convert::Infallible> {
+    // Resolved now that we are in the container's mount namespace.
+    let env = merge_env(process.env().as_deref().unwrap_or_default(), &opts.env);
+    let program = Program::new(&opts.args, &env)?;
     security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     if !no_new_privs && let Some(f) = &filter {

@@ -17,6 +17,7 @@ pub fn run_helper_mode() -> Option<ExitCode> {
     if !matches!(mode, "monitor" | "exec" | "pause") {
         return None;
     }
+    mark_inherited_fds_cloexec();
     init_logging();
     let dir = args.next().map(PathBuf::from);
     Some(match (mode, dir) {
@@ -29,6 +30,23 @@ pub fn run_helper_mode() -> Option<ExitCode> {
         }
         _ => ExitCode::from(2),
     })
+}
+
+/// Whatever the parent leaked to us beyond stdio (a jobserver pipe, a daemon socket without
+/// O_CLOEXEC) must never reach a container: mark every fd >= 3 close-on-exec.
+fn mark_inherited_fds_cloexec() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on our own fds.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if rc != 0 {
+        // Older kernels: walk the open fds instead.
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            let fds: Vec<i32> = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+            for fd in fds.into_iter().filter(|fd| *fd >= 3) {
+                // SAFETY: F_SETFD on an fd number; a stale one just fails with EBADF.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+    }
 }
 
 /// Helper modes log to stderr (the monitor's stderr is `monitor.log` in its state dir).

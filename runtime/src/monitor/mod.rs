@@ -173,7 +173,7 @@ impl Monitor {
             mask.add(s);
         }
         mask.thread_block().step(|| "sigprocmask(SIG_BLOCK)")?;
-        let signals = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC).step(|| "signalfd")?;
+        let signals = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK).step(|| "signalfd")?;
 
         let (monitor_end, child_end) = channel::pair()?;
         let ctx = InitContext {
