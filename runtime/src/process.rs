@@ -23,9 +23,10 @@ impl ProcessId {
         Ok(ProcessId { pid, start_time: start_time(pid)? })
     }
 
-    /// Whether this very process still exists (a zombie counts as existing until reaped).
+    /// Whether this very process still runs. A zombie (exited, not yet reaped by its
+    /// parent, which for a monitor is init) counts as gone.
     pub fn is_alive(&self) -> bool {
-        start_time(self.pid).is_ok_and(|t| t == self.start_time)
+        stat(self.pid).is_ok_and(|(state, t)| t == self.start_time && !matches!(state, 'Z' | 'X'))
     }
 
     /// A pidfd of this process, or `None` if it is gone (or the pid now names another process).
@@ -43,17 +44,23 @@ impl ProcessId {
 
 /// The start time (clock ticks after boot) of `pid`, from `/proc/<pid>/stat`.
 pub fn start_time(pid: i32) -> Result<u64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).map_err(|e| Error::io(format!("read {path}"), e))?;
-    parse_start_time(&stat).ok_or_else(|| Error::InvalidState(format!("{path}: cannot parse start time")))
+    stat(pid).map(|(_, t)| t)
 }
 
-/// Field 22 of a `/proc/<pid>/stat` line. The command name (field 2) may contain spaces and
-/// parentheses, so fields are counted after the last `)`.
-fn parse_start_time(stat: &str) -> Option<u64> {
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    // After the comm: field 3 (state) is index 0, so field 22 is index 19.
-    after_comm.split_whitespace().nth(19)?.parse().ok()
+/// State letter and start time of `pid`.
+fn stat(pid: i32) -> Result<(char, u64)> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).map_err(|e| Error::io(format!("read {path}"), e))?;
+    parse_stat(&stat).ok_or_else(|| Error::InvalidState(format!("{path}: cannot parse")))
+}
+
+/// Fields 3 (state) and 22 (start time) of a `/proc/<pid>/stat` line. The command name
+/// (field 2) may contain spaces and parentheses, so fields are counted after the last `)`.
+fn parse_stat(stat: &str) -> Option<(char, u64)> {
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Field 3 (state) was index 0, so field 22 is index 19, i.e. 18 after it.
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 /// `pidfd_open(2)`.
@@ -102,7 +109,7 @@ mod tests {
     #[test]
     fn start_time_parses_comm_with_spaces_and_parens() {
         let stat = "42 (a b) c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10";
-        assert_eq!(parse_start_time(stat), Some(123456));
+        assert_eq!(parse_stat(stat), Some(('S', 123456)));
     }
 
     #[test]
