@@ -55,7 +55,9 @@ pub(crate) fn main(dir: &Path) -> ExitCode {
 
 fn run(dir: &Path) -> Result<ExitCode> {
     let opts: ExecOptions = match std::env::var(EXEC_OPTIONS_ENV) {
-        Ok(json) => serde_json::from_str(&json).map_err(|source| Error::Json { path: EXEC_OPTIONS_ENV.into(), source })?,
+        Ok(json) => {
+            serde_json::from_str(&json).map_err(|source| Error::Json { path: EXEC_OPTIONS_ENV.into(), source })?
+        }
         Err(_) => return Err(Error::InvalidSpec(format!("{EXEC_OPTIONS_ENV} is not set"))),
     };
     let bundle = Bundle::new(dir);
@@ -76,8 +78,10 @@ fn run(dir: &Path) -> Result<ExitCode> {
     let mut targets: Vec<(&str, CloneFlags, OwnedFd)> = Vec::new();
     for (name, flag) in NAMESPACES {
         let theirs = format!("/proc/{pid}/ns/{name}");
-        let fd = open(theirs.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).step(|| format!("open {theirs}"))?;
-        let ours = nix::sys::stat::stat(format!("/proc/self/ns/{name}").as_str()).step(|| format!("stat own {name} ns"))?;
+        let fd = open(theirs.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .step(|| format!("open {theirs}"))?;
+        let ours =
+            nix::sys::stat::stat(format!("/proc/self/ns/{name}").as_str()).step(|| format!("stat own {name} ns"))?;
         let st = fstat(&fd).step(|| format!("fstat {theirs}"))?;
         if (st.st_dev, st.st_ino) != (ours.st_dev, ours.st_ino) {
             targets.push((name, flag, fd));

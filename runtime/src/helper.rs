@@ -52,6 +52,7 @@ fn mark_inherited_fds_cloexec() {
 /// Helper modes log to stderr (the monitor's stderr is `monitor.log` in its state dir).
 fn init_logging() {
     let filter = std::env::var(HELPER_LOG_ENV).unwrap_or_else(|_| "info".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
 }

@@ -44,6 +44,6 @@ pub use nix::sys::signal::Signal;
 pub use process::ProcessId;
 pub use runtime::Runtime;
 pub use types::{
-    ContainerState, ExecOptions, ExitInfo, HELPER_LOG_ENV, Pinned, PodNamespaces, Rootfs, RuntimeOptions,
-    StartOptions, Started,
+    ContainerState, ExecOptions, ExitInfo, HELPER_LOG_ENV, Pinned, PodNamespaces, Rootfs, RuntimeOptions, StartOptions,
+    Started,
 };

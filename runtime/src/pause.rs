@@ -130,11 +130,13 @@ fn pause_loop() -> ExitCode {
     }
     loop {
         match mask.wait() {
-            Ok(Signal::SIGCHLD) => while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                if s == nix::sys::wait::WaitStatus::StillAlive {
-                    break;
+            Ok(Signal::SIGCHLD) => {
+                while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    if s == nix::sys::wait::WaitStatus::StillAlive {
+                        break;
+                    }
                 }
-            },
+            }
             Ok(Signal::SIGTERM | Signal::SIGINT) => return ExitCode::SUCCESS,
             _ => {}
         }

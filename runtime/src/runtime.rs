@@ -115,10 +115,9 @@ impl Runtime {
         match serde_json::from_str::<Report>(&line) {
             Ok(Report::Started(started)) => Ok(started),
             Ok(Report::Failed(e)) => Err(Error::Start(e)),
-            Err(_) => Err(Error::Start(format!(
-                "the monitor exited without reporting (see {:?})",
-                bundle.monitor_log()
-            ))),
+            Err(_) => {
+                Err(Error::Start(format!("the monitor exited without reporting (see {:?})", bundle.monitor_log())))
+            }
         }
     }
 
@@ -198,7 +197,11 @@ impl Runtime {
         {
             // The monitor exits right after its container; give it time to record that.
             if !wait_pidfd(&fd, Duration::from_secs(10))? {
-                tracing::warn!(id, pid = monitor.pid, "monitor did not exit after its container was killed; killing it");
+                tracing::warn!(
+                    id,
+                    pid = monitor.pid,
+                    "monitor did not exit after its container was killed; killing it"
+                );
                 let _ = pidfd_send_signal(&fd, Signal::SIGKILL);
                 wait_pidfd(&fd, Duration::from_secs(5))?;
             }
@@ -231,7 +234,8 @@ impl Runtime {
     /// Asks the monitor to reopen the container's log file (after kubelet rotated it).
     pub fn reopen_log(&self, id: &str) -> Result<()> {
         let bundle = self.existing(id)?;
-        let monitor = bundle.monitor()?.ok_or_else(|| Error::InvalidState(format!("container {id} has not started")))?;
+        let monitor =
+            bundle.monitor()?.ok_or_else(|| Error::InvalidState(format!("container {id} has not started")))?;
         let fd = monitor.pidfd()?.ok_or_else(|| Error::InvalidState(format!("container {id} is not running")))?;
         pidfd_send_signal(&fd, Signal::SIGUSR1).step(|| format!("SIGUSR1 to monitor {}", monitor.pid))
     }
@@ -296,7 +300,8 @@ fn validate_spec(spec: &Spec) -> Result<()> {
         let linux = spec.linux().as_ref();
         let has = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| m.is_some_and(|m| !m.is_empty());
         if plan.new.contains(nix::sched::CloneFlags::CLONE_NEWUSER)
-            && !(has(linux.and_then(|l| l.uid_mappings().as_ref())) && has(linux.and_then(|l| l.gid_mappings().as_ref())))
+            && !(has(linux.and_then(|l| l.uid_mappings().as_ref()))
+                && has(linux.and_then(|l| l.gid_mappings().as_ref())))
         {
             return Err(Error::InvalidSpec("a new user namespace needs uidMappings and gidMappings".into()));
         }

@@ -23,7 +23,11 @@ pub fn set_oom_score_adj(score: Option<i32>) -> Result<()> {
     if let Err(e) = std::fs::write(path, score.to_string()) {
         if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
             let current = std::fs::read_to_string(path).unwrap_or_default();
-            tracing::warn!(wanted = score, kept = current.trim(), "oom_score_adj: not permitted (no CAP_SYS_RESOURCE), keeping the inherited value");
+            tracing::warn!(
+                wanted = score,
+                kept = current.trim(),
+                "oom_score_adj: not permitted (no CAP_SYS_RESOURCE), keeping the inherited value"
+            );
             return Ok(());
         }
         return Err(Error::io(format!("write {path} {score}"), e));

@@ -7,7 +7,9 @@ use std::time::Duration;
 use common::{Fixture, cgroup_dirs};
 use corral_runtime::spec::capabilities;
 use corral_runtime::{ContainerState, ExecOptions, Rootfs, Signal};
-use oci_spec::runtime::{LinuxIdMappingBuilder, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources};
+use oci_spec::runtime::{
+    LinuxIdMappingBuilder, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources,
+};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -147,9 +149,8 @@ fn dropped_capability_is_missing_from_capeff() {
 fn user_namespaced_root_is_an_unprivileged_host_uid() {
     let f = Fixture::new("userns");
     let mut spec = f.spec("userns", &["sh", "-c", "id -u; id -g; sleep 60"]);
-    let mapping = |host: u32| {
-        LinuxIdMappingBuilder::default().container_id(0u32).host_id(host).size(65536u32).build().unwrap()
-    };
+    let mapping =
+        |host: u32| LinuxIdMappingBuilder::default().container_id(0u32).host_id(host).size(65536u32).build().unwrap();
     let linux = spec.linux_mut().as_mut().unwrap();
     let mut namespaces = linux.namespaces().clone().unwrap();
     let mut user = LinuxNamespace::default();
@@ -176,7 +177,14 @@ fn exec_joins_the_same_pid_namespace() {
     let started = f.runtime.start("exec", &spec, &f.options("exec")).unwrap();
     let out = f
         .runtime
-        .exec_command("exec", &ExecOptions { args: vec!["sh".into(), "-c".into(), "cat /proc/1/comm; echo $FOO; ps -o pid,comm; true".into()], tty: false, env: vec!["FOO=bar".into()] })
+        .exec_command(
+            "exec",
+            &ExecOptions {
+                args: vec!["sh".into(), "-c".into(), "cat /proc/1/comm; echo $FOO; ps -o pid,comm; true".into()],
+                tty: false,
+                env: vec!["FOO=bar".into()],
+            },
+        )
         .unwrap()
         .output()
         .unwrap();
@@ -197,7 +205,10 @@ fn exec_joins_the_same_pid_namespace() {
     // The exec'd process is in the container's cgroup.
     let cg = f
         .runtime
-        .exec_command("exec", &ExecOptions { args: vec!["cat".into(), "/proc/self/cgroup".into()], ..Default::default() })
+        .exec_command(
+            "exec",
+            &ExecOptions { args: vec!["cat".into(), "/proc/self/cgroup".into()], ..Default::default() },
+        )
         .unwrap()
         .output()
         .unwrap();
@@ -272,14 +283,20 @@ fn overlay_rootfs_and_delete_leaves_nothing() {
 #[test]
 fn log_reopen_after_rotation() {
     let f = Fixture::new("reopen");
-    let spec = f.spec("logs", &["sh", "-c", "echo one; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo two; sleep 60"]);
+    let spec =
+        f.spec("logs", &["sh", "-c", "echo one; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo two; sleep 60"]);
     f.runtime.start("logs", &spec, &f.options("logs")).unwrap();
     assert!(f.eventually(Duration::from_secs(5), || f.log_text("logs") == "one\n"));
     let rotated = f.log_path("logs").with_extension("log.1");
     std::fs::rename(f.log_path("logs"), &rotated).unwrap();
     f.runtime.reopen_log("logs").unwrap();
     assert!(f.eventually(Duration::from_secs(5), || f.log_path("logs").exists()));
-    let out = f.runtime.exec_command("logs", &ExecOptions { args: vec!["touch".into(), "/tmp/go".into()], ..Default::default() }).unwrap().status().unwrap();
+    let out = f
+        .runtime
+        .exec_command("logs", &ExecOptions { args: vec!["touch".into(), "/tmp/go".into()], ..Default::default() })
+        .unwrap()
+        .status()
+        .unwrap();
     assert!(out.success());
     assert!(f.eventually(Duration::from_secs(5), || f.log_text("logs") == "two\n"), "{}", f.log_text("logs"));
     assert!(std::fs::read_to_string(&rotated).unwrap().ends_with(" stdout F one\n"));
@@ -298,6 +315,7 @@ fn stats_and_update_resources() {
     let mut res = LinuxResources::default();
     res.set_memory(Some(mem));
     f.runtime.update_resources("st", &res).unwrap();
-    let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{}/st/memory.limit_in_bytes", f.cgroup_parent)).unwrap();
+    let limit =
+        std::fs::read_to_string(format!("/sys/fs/cgroup/memory{}/st/memory.limit_in_bytes", f.cgroup_parent)).unwrap();
     assert_eq!(limit.trim(), (64u64 << 20).to_string());
 }

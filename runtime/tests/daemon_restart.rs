@@ -31,9 +31,19 @@ fn fake_daemon() {
     let p: Params = serde_json::from_str(&json).unwrap();
     let rt = Runtime::new(RuntimeOptions { state_dir: p.state_dir, exe: common::helper_exe() }).unwrap();
     let mut spec = corral_runtime::spec::default_spec();
-    spec.process_mut().as_mut().unwrap().set_args(Some(vec!["sh".into(), "-c".into(), "trap 'echo bye; exit 7' TERM; echo hello; while true; do sleep 0.2; done".into()]));
+    spec.process_mut().as_mut().unwrap().set_args(Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "trap 'echo bye; exit 7' TERM; echo hello; while true; do sleep 0.2; done".into(),
+    ]));
     spec.linux_mut().as_mut().unwrap().set_cgroups_path(Some(p.cgroup.into()));
-    let opts = StartOptions { log_path: Some(p.log), stdin: true, stdin_once: false, tty: false, rootfs: Rootfs::Dir(p.rootfs) };
+    let opts = StartOptions {
+        log_path: Some(p.log),
+        stdin: true,
+        stdin_once: false,
+        tty: false,
+        rootfs: Rootfs::Dir(p.rootfs),
+    };
     let started = rt.start("survivor", &spec, &opts).unwrap();
     println!("FAKE-DAEMON-STARTED {}", serde_json::to_string(&started).unwrap());
     std::thread::sleep(Duration::from_secs(600));

@@ -75,7 +75,8 @@ fn shared_pid_namespace_with_pause() {
     assert_eq!(pause::start(&common::helper_exe(), &pod_dir, None).unwrap(), p, "start is idempotent");
     let mut spec_a = f.spec("pa", &["sleep", "60"]);
     join(&mut spec_a, LinuxNamespaceType::Pid, &p.pid_namespace());
-    let mut spec_b = f.spec("pb", &["sh", "-c", "echo me=$$; cat /proc/1/cmdline | tr '\\0' ' '; echo; ps -o comm; true"]);
+    let mut spec_b =
+        f.spec("pb", &["sh", "-c", "echo me=$$; cat /proc/1/cmdline | tr '\\0' ' '; echo; ps -o comm; true"]);
     join(&mut spec_b, LinuxNamespaceType::Pid, &p.pid_namespace());
     f.runtime.start("pa", &spec_a, &f.options("pa")).unwrap();
     f.runtime.start("pb", &spec_b, &f.options("pb")).unwrap();

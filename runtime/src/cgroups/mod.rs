@@ -79,11 +79,7 @@ impl Cgroup {
 
     /// The directory of this cgroup in each hierarchy (one entry on v2), keyed by controller.
     pub fn dirs(&self) -> Vec<(String, PathBuf)> {
-        self.inner
-            .subsystems()
-            .iter()
-            .map(|s| (s.controller_name(), s.to_controller().path().to_path_buf()))
-            .collect()
+        self.inner.subsystems().iter().map(|s| (s.controller_name(), s.to_controller().path().to_path_buf())).collect()
     }
 
     /// Creates the cgroup (and missing parents) in every hierarchy; fine if it exists.

@@ -192,8 +192,8 @@ pub(crate) fn install_stdio(stdio: ChildStdio) -> Result<()> {
 fn write_sysctls(ctx: &InitContext<'_>) -> Result<()> {
     let Some(sysctls) = ctx.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else { return Ok(()) };
     for (key, value) in sysctls {
-        let namespace = sysctl_namespace(key)
-            .ok_or_else(|| Error::InvalidSpec(format!("sysctl {key:?} is not namespaced")))?;
+        let namespace =
+            sysctl_namespace(key).ok_or_else(|| Error::InvalidSpec(format!("sysctl {key:?} is not namespaced")))?;
         if !ctx.plan.has(namespace) {
             return Err(Error::InvalidSpec(format!("sysctl {key:?} needs its own {namespace:?} namespace")));
         }
@@ -205,7 +205,16 @@ fn write_sysctls(ctx: &InitContext<'_>) -> Result<()> {
 
 /// The namespace a sysctl belongs to, or `None` if it is global.
 pub(crate) fn sysctl_namespace(key: &str) -> Option<CloneFlags> {
-    let ipc = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
     if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
         Some(CloneFlags::CLONE_NEWIPC)
     } else if key.starts_with("net.") {

@@ -30,7 +30,8 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
                 if links > MAX_LINKS {
                     return Err(Error::InvalidSpec(format!("{path:?}: too many symlinks in the rootfs")));
                 }
-                let target = std::fs::read_link(&candidate).map_err(|e| Error::io(format!("readlink {candidate:?}"), e))?;
+                let target =
+                    std::fs::read_link(&candidate).map_err(|e| Error::io(format!("readlink {candidate:?}"), e))?;
                 if target.is_absolute() {
                     resolved = PathBuf::new();
                 }

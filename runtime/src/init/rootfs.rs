@@ -9,7 +9,7 @@ use oci_spec::runtime::{Mount, Spec};
 
 use super::mount_options::{self, MountOptions};
 use super::paths::resolve_in_root;
-use super::{devices, InitContext};
+use super::{InitContext, devices};
 use crate::error::{Context, Error, Result};
 use crate::types::Rootfs;
 
@@ -19,8 +19,9 @@ pub fn prepare(ctx: &InitContext<'_>) -> Result<()> {
     let linux = spec.linux().as_ref();
     // Nothing we mount may propagate back to the host: rslave by default, like runc.
     let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        Some(p) => mount_options::propagation(p)
-            .ok_or_else(|| Error::InvalidSpec(format!("linux.rootfsPropagation {p:?}")))?,
+        Some(p) => {
+            mount_options::propagation(p).ok_or_else(|| Error::InvalidSpec(format!("linux.rootfsPropagation {p:?}")))?
+        }
         None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
     mount(None::<&str>, "/", None::<&str>, propagation | MsFlags::MS_REC, None::<&str>)
@@ -158,7 +159,8 @@ fn mount_one(ctx: &InitContext<'_>, root: &Path, m: &Mount) -> Result<()> {
     let opts = mount_options::parse(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("none");
     if opts.bind || typ == "bind" {
-        let source = m.source().as_ref().ok_or_else(|| Error::InvalidSpec(format!("bind mount {dest:?} without source")))?;
+        let source =
+            m.source().as_ref().ok_or_else(|| Error::InvalidSpec(format!("bind mount {dest:?} without source")))?;
         bind(source, &dest, &opts)?;
     } else if typ == "cgroup" || typ == "cgroup2" {
         mount_cgroup(ctx, &dest, &opts)?;
@@ -173,14 +175,16 @@ fn mount_one(ctx: &InitContext<'_>, root: &Path, m: &Mount) -> Result<()> {
             // one. Without them, bind the host's instance read-only instead (as runc does).
             (Err(nix::errno::Errno::EPERM), "sysfs" | "mqueue") if ctx.in_userns => {
                 let host = if typ == "sysfs" { "/sys" } else { "/dev/mqueue" };
-                let bind_opts = MountOptions { flags: opts.flags | MsFlags::MS_BIND | MsFlags::MS_REC, ..Default::default() };
+                let bind_opts =
+                    MountOptions { flags: opts.flags | MsFlags::MS_BIND | MsFlags::MS_REC, ..Default::default() };
                 bind(Path::new(host), &dest, &bind_opts)?;
             }
             (Err(e), _) => return Err(Error::sys(format!("mount {typ} on {dest:?} ({data})"), e)),
         }
     }
     for p in &opts.propagation {
-        mount(None::<&str>, &dest, None::<&str>, *p, None::<&str>).step(|| format!("set propagation {p:?} on {dest:?}"))?;
+        mount(None::<&str>, &dest, None::<&str>, *p, None::<&str>)
+            .step(|| format!("set propagation {p:?} on {dest:?}"))?;
     }
     Ok(())
 }
@@ -189,7 +193,8 @@ fn bind(source: &Path, dest: &Path, opts: &MountOptions) -> Result<()> {
     let meta = std::fs::metadata(source).step(|| format!("bind source {source:?}"))?;
     create_mount_point(dest, !meta.is_dir())?;
     let bind_flags = opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC) | MsFlags::MS_BIND;
-    mount(Some(source), dest, None::<&str>, bind_flags, None::<&str>).step(|| format!("bind {source:?} to {dest:?}"))?;
+    mount(Some(source), dest, None::<&str>, bind_flags, None::<&str>)
+        .step(|| format!("bind {source:?} to {dest:?}"))?;
     let rest = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     if !rest.is_empty() {
         remount_bind(dest, rest)?;
@@ -211,8 +216,10 @@ fn mount_cgroup(ctx: &InitContext<'_>, dest: &Path, opts: &MountOptions) -> Resu
         match mount(Some("cgroup2"), dest, Some("cgroup2"), flags | ro, None::<&str>) {
             Ok(()) => return Ok(()),
             Err(nix::errno::Errno::EPERM) if ctx.in_userns => {
-                let (_, dir) = ctx.cgroup_dirs.first().ok_or_else(|| Error::InvalidState("no cgroup directory".into()))?;
-                let bind_opts = MountOptions { flags: opts.flags | MsFlags::MS_BIND | MsFlags::MS_REC, ..Default::default() };
+                let (_, dir) =
+                    ctx.cgroup_dirs.first().ok_or_else(|| Error::InvalidState("no cgroup directory".into()))?;
+                let bind_opts =
+                    MountOptions { flags: opts.flags | MsFlags::MS_BIND | MsFlags::MS_REC, ..Default::default() };
                 return bind(dir, dest, &bind_opts);
             }
             Err(e) => return Err(Error::sys(format!("mount cgroup2 on {dest:?}"), e)),
@@ -229,11 +236,10 @@ fn mount_cgroup(ctx: &InitContext<'_>, dest: &Path, opts: &MountOptions) -> Resu
         bind(dir, &sub, &bind_opts)?;
     }
     if opts.flags.contains(MsFlags::MS_RDONLY) {
-        remount_bind(dest, MsFlags::MS_RDONLY)
-            .or_else(|_| {
-                mount(None::<&str>, dest, None::<&str>, flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, Some("mode=755"))
-                    .step(|| format!("remount {dest:?} read-only"))
-            })?;
+        remount_bind(dest, MsFlags::MS_RDONLY).or_else(|_| {
+            mount(None::<&str>, dest, None::<&str>, flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, Some("mode=755"))
+                .step(|| format!("remount {dest:?} read-only"))
+        })?;
     }
     Ok(())
 }
@@ -254,7 +260,8 @@ fn pivot(root: &Path) -> Result<()> {
         }
         Err(nix::errno::Errno::EINVAL) => {
             tracing::warn!(?root, "pivot_root: EINVAL, falling back to MS_MOVE + chroot");
-            mount(Some(root), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).step(|| format!("move {root:?} to /"))?;
+            mount(Some(root), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+                .step(|| format!("move {root:?} to /"))?;
             nix::unistd::chroot(".").step(|| format!("chroot {root:?}"))?;
         }
         Err(e) => return Err(Error::sys(format!("pivot_root({root:?})"), e)),

@@ -40,17 +40,22 @@ pub fn create(stdin: bool, tty: bool) -> Result<(MonitorIo, ChildStdio)> {
         let clone = |fd: &OwnedFd| fd.try_clone().step(|| "dup pty");
         set_nonblocking(&master)?;
         for fd in [&master, &pty.slave] {
-            nix::fcntl::fcntl(fd.as_fd(), FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).step(|| "fcntl(FD_CLOEXEC)")?;
+            nix::fcntl::fcntl(fd.as_fd(), FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+                .step(|| "fcntl(FD_CLOEXEC)")?;
         }
         let fds = [clone(&pty.slave)?, clone(&pty.slave)?, pty.slave];
-        let io = MonitorIo { stdin: if stdin { Some(clone(&master)?) } else { None }, outputs: vec![(Stream::Stdout, master)] };
+        let io = MonitorIo {
+            stdin: if stdin { Some(clone(&master)?) } else { None },
+            outputs: vec![(Stream::Stdout, master)],
+        };
         return Ok((io, ChildStdio { fds, tty: true }));
     }
     let (stdin_child, stdin_monitor) = if stdin {
         let (r, w) = pipe()?;
         (r, Some(w))
     } else {
-        let null = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open("/dev/null").step(|| "open /dev/null")?;
+        let null =
+            OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open("/dev/null").step(|| "open /dev/null")?;
         (OwnedFd::from(null), None)
     };
     let (out_r, out_w) = pipe()?;

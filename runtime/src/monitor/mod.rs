@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::CloneFlags;
-use nix::sys::signal::{Signal, SigSet, kill};
+use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
@@ -94,7 +94,8 @@ pub(crate) fn main(dir: &Path) -> ExitCode {
         }
     };
     let mut report = report;
-    let _ = serde_json::to_writer(&mut report, &line).map_err(std::io::Error::from).and_then(|()| report.write_all(b"\n"));
+    let _ =
+        serde_json::to_writer(&mut report, &line).map_err(std::io::Error::from).and_then(|()| report.write_all(b"\n"));
     drop(report);
     match monitor {
         Some(m) => m.supervise(),
@@ -173,7 +174,11 @@ impl Monitor {
             mask.add(s);
         }
         mask.thread_block().step(|| "sigprocmask(SIG_BLOCK)")?;
-        let signals = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK).step(|| "signalfd")?;
+        let signals = SignalFd::with_flags(
+            &mask,
+            nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+        )
+        .step(|| "signalfd")?;
 
         let (monitor_end, child_end) = channel::pair()?;
         let ctx = InitContext {
@@ -200,7 +205,8 @@ impl Monitor {
         drop(child_stdio);
         let init_pid = handshake(child, &monitor_end, &cgroup, &spec)?;
         let started = Started { pid: init_pid.as_raw(), monitor_pid: me.pid, started_at: SystemTime::now() };
-        bundle.write_init(&InitRecord { process: ProcessId::of(init_pid.as_raw())?, started_at: started.started_at })?;
+        bundle
+            .write_init(&InitRecord { process: ProcessId::of(init_pid.as_raw())?, started_at: started.started_at })?;
         tracing::info!(pid = started.pid, "container started");
         drop(spec);
         // The spec and setup garbage are freed; give the pages back so the monitor's steady
@@ -415,10 +421,16 @@ fn handshake(child: Pid, channel: &Channel, cgroup: &Cgroup, spec: &oci_spec::ru
 /// Writes `/proc/<pid>/{uid_map,gid_map}` of a child that created a user namespace.
 fn write_id_maps(pid: Pid, spec: &oci_spec::runtime::Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
-    let maps = [("uid_map", linux.and_then(|l| l.uid_mappings().as_ref())), ("gid_map", linux.and_then(|l| l.gid_mappings().as_ref()))];
+    let maps = [
+        ("uid_map", linux.and_then(|l| l.uid_mappings().as_ref())),
+        ("gid_map", linux.and_then(|l| l.gid_mappings().as_ref())),
+    ];
     for (file, mappings) in maps {
         let mappings = mappings.filter(|m| !m.is_empty()).ok_or_else(|| {
-            Error::InvalidSpec(format!("a user namespace needs linux.{}", if file == "uid_map" { "uidMappings" } else { "gidMappings" }))
+            Error::InvalidSpec(format!(
+                "a user namespace needs linux.{}",
+                if file == "uid_map" { "uidMappings" } else { "gidMappings" }
+            ))
         })?;
         let content: String =
             mappings.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect();

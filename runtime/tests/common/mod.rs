@@ -34,7 +34,8 @@ pub fn busybox_rootfs(root: &Path) {
             std::fs::hard_link(&busybox, root.join("bin").join(applet)).unwrap();
         }
     }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n").unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n")
+        .unwrap();
     std::fs::write(root.join("etc/group"), "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n").unwrap();
 }
 
@@ -97,7 +98,8 @@ impl Fixture {
 
     /// The monitor's log and the container's raw log, for failure messages.
     pub fn diagnostics(&self, id: &str) -> String {
-        let monitor = std::fs::read_to_string(self.runtime.container_dir(id).unwrap().join("monitor.log")).unwrap_or_default();
+        let monitor =
+            std::fs::read_to_string(self.runtime.container_dir(id).unwrap().join("monitor.log")).unwrap_or_default();
         let log = std::fs::read_to_string(self.log_path(id)).unwrap_or_default();
         format!("monitor.log:\n{monitor}\ncontainer log:\n{log}")
     }
