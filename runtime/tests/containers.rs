@@ -319,3 +319,61 @@ fn stats_and_update_resources() {
         std::fs::read_to_string(format!("/sys/fs/cgroup/memory{}/st/memory.limit_in_bytes", f.cgroup_parent)).unwrap();
     assert_eq!(limit.trim(), (64u64 << 20).to_string());
 }
+
+#[test]
+fn runtime_default_seccomp_is_loaded() {
+    let f = Fixture::new("seccomp");
+    let mut spec = f.spec("sc", &["sh", "-c", "grep Seccomp: /proc/self/status; unshare -n true; echo unshare=$?"]);
+    spec.linux_mut().as_mut().unwrap().set_seccomp(Some(corral_runtime::spec::runtime_default_seccomp()));
+    f.runtime.start("sc", &spec, &f.options("sc")).unwrap();
+    assert_eq!(f.wait_exit("sc", EXIT_TIMEOUT).exit_code, 0, "{}", f.diagnostics("sc"));
+    let log = f.log_text("sc");
+    assert!(log.lines().any(|l| l.starts_with("Seccomp:") && l.ends_with('2')), "filter mode: {log}");
+    assert!(log.contains("unshare=1"), "{log}");
+}
+
+#[test]
+fn terminal_gives_the_container_a_tty() {
+    let f = Fixture::new("tty");
+    let spec = f.spec("tty", &["sh", "-c", "test -t 0 && test -t 1 && echo is-a-tty"]);
+    let mut opts = f.options("tty");
+    opts.tty = true;
+    f.runtime.start("tty", &spec, &opts).unwrap();
+    assert_eq!(f.wait_exit("tty", EXIT_TIMEOUT).exit_code, 0, "{}", f.diagnostics("tty"));
+    // A terminal turns "\n" into "\r\n"; the log keeps the "\r" like containerd does.
+    assert!(f.log_text("tty").starts_with("is-a-tty"), "{}", f.log_text("tty"));
+}
+
+#[test]
+fn missing_cap_sys_resource_degrades_instead_of_failing() {
+    // This host lacks CAP_SYS_RESOURCE: a lower oom_score_adj and a higher hard NOFILE are
+    // clamped with a warning; the container still starts.
+    let f = Fixture::new("sysres");
+    let mut spec = f.spec("res", &["sh", "-c", "cat /proc/self/oom_score_adj; ulimit -Hn"]);
+    let process = spec.process_mut().as_mut().unwrap();
+    process.set_oom_score_adj(Some(-999));
+    let nofile = oci_spec::runtime::PosixRlimitBuilder::default()
+        .typ(oci_spec::runtime::PosixRlimitType::RlimitNofile)
+        .hard(1u64 << 40)
+        .soft(1u64 << 40)
+        .build()
+        .unwrap();
+    process.set_rlimits(Some(vec![nofile]));
+    f.runtime.start("res", &spec, &f.options("res")).unwrap();
+    assert_eq!(f.wait_exit("res", EXIT_TIMEOUT).exit_code, 0, "{}", f.diagnostics("res"));
+    let log = f.log_text("res");
+    let mut lines = log.lines();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let cap_eff = u64::from_str_radix(status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim(), 16).unwrap();
+    let has_sys_resource = cap_eff & (1 << 24) != 0;
+    let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap().trim().parse().unwrap();
+    let adj: i32 = lines.next().unwrap().trim().parse().unwrap();
+    assert_eq!(adj, if has_sys_resource { -999 } else { own }, "{log}");
+    let hard: u64 = lines.next().unwrap().trim().parse().unwrap();
+    if !has_sys_resource {
+        let mut own_hard = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: valid resource and a writable struct.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut own_hard) }, 0);
+        assert_eq!(hard, own_hard.rlim_max, "clamped to the inherited hard limit: {log}");
+    }
+}
