@@ -12,11 +12,13 @@
 //! - [`cgroups`]: v1 and v2 limits, stats, kill, pod cgroups.
 //! - [`spec`]: containerd-like default spec and `RuntimeDefault` seccomp profile.
 //! - [`logs`]: the CRI log line format.
+//! - [`attach`]: the frame protocol of a container's `attach.sock`.
 //!
 //! Inside: `monitor` (the per-container supervisor), `init` (the container init: namespaces,
 //! rootfs, pivot_root), `security` + `seccomp` + `execve` (the last steps, shared with
 //! `exec`), `state` (the state directory), `channel` (monitor ↔ init messages).
 
+pub mod attach;
 pub mod cgroups;
 mod channel;
 mod error;

@@ -231,6 +231,17 @@ impl Runtime {
         Ok(cmd)
     }
 
+    /// Connects to the container's attach server (protocol in [`crate::attach`]).
+    pub fn attach(&self, id: &str) -> Result<std::os::unix::net::UnixStream> {
+        let bundle = self.existing(id)?;
+        match self.state(id)? {
+            ContainerState::Running { .. } => {}
+            other => return Err(Error::InvalidState(format!("container {id} is not running: {other:?}"))),
+        }
+        let path = bundle.attach_socket();
+        std::os::unix::net::UnixStream::connect(&path).step(|| format!("connect {path:?}"))
+    }
+
     /// Asks the monitor to reopen the container's log file (after kubelet rotated it).
     pub fn reopen_log(&self, id: &str) -> Result<()> {
         let bundle = self.existing(id)?;

@@ -9,7 +9,7 @@
 //! | `exit.json` | monitor | [`ExitInfo`], written once the container ended |
 //! | `monitor.log` | monitor | the monitor's own diagnostics (stderr) |
 //! | `rootfs/` | `Runtime::start` | mount point of the overlay, inside the container's mount ns |
-//! | `attach.sock` | (reserved) | the attach relay's socket, see `monitor` |
+//! | `attach.sock` | monitor | the attach server's socket, see `attach` |
 //!
 //! Every JSON record is written atomically (see `files`).
 
@@ -67,6 +67,11 @@ impl Bundle {
     /// The monitor's diagnostics log.
     pub fn monitor_log(&self) -> PathBuf {
         self.dir.join("monitor.log")
+    }
+
+    /// Unix socket of the attach server (see `crate::attach`).
+    pub fn attach_socket(&self) -> PathBuf {
+        self.dir.join("attach.sock")
     }
 
     fn file(&self, name: &str) -> PathBuf {

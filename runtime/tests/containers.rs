@@ -364,7 +364,8 @@ fn missing_cap_sys_resource_degrades_instead_of_failing() {
     let log = f.log_text("res");
     let mut lines = log.lines();
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let cap_eff = u64::from_str_radix(status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim(), 16).unwrap();
+    let cap_eff =
+        u64::from_str_radix(status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim(), 16).unwrap();
     let has_sys_resource = cap_eff & (1 << 24) != 0;
     let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap().trim().parse().unwrap();
     let adj: i32 = lines.next().unwrap().trim().parse().unwrap();

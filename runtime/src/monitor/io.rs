@@ -19,6 +19,8 @@ pub struct MonitorIo {
     pub stdin: Option<OwnedFd>,
     /// Read ends (non-blocking) of stdout and stderr, or the pty master once.
     pub outputs: Vec<(Stream, OwnedFd)>,
+    /// The pty master, for resizing the terminal.
+    pub terminal: Option<OwnedFd>,
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
@@ -46,12 +48,14 @@ pub fn create(stdin: bool, tty: bool) -> Result<(MonitorIo, ChildStdio)> {
         let fds = [clone(&pty.slave)?, clone(&pty.slave)?, pty.slave];
         let io = MonitorIo {
             stdin: if stdin { Some(clone(&master)?) } else { None },
+            terminal: Some(clone(&master)?),
             outputs: vec![(Stream::Stdout, master)],
         };
         return Ok((io, ChildStdio { fds, tty: true }));
     }
     let (stdin_child, stdin_monitor) = if stdin {
         let (r, w) = pipe()?;
+        set_nonblocking(&w)?;
         (r, Some(w))
     } else {
         let null =
@@ -62,7 +66,11 @@ pub fn create(stdin: bool, tty: bool) -> Result<(MonitorIo, ChildStdio)> {
     let (err_r, err_w) = pipe()?;
     set_nonblocking(&out_r)?;
     set_nonblocking(&err_r)?;
-    let io = MonitorIo { stdin: stdin_monitor, outputs: vec![(Stream::Stdout, out_r), (Stream::Stderr, err_r)] };
+    let io = MonitorIo {
+        stdin: stdin_monitor,
+        outputs: vec![(Stream::Stdout, out_r), (Stream::Stderr, err_r)],
+        terminal: None,
+    };
     Ok((io, ChildStdio { fds: [stdin_child, out_w, err_w], tty: false }))
 }
 

@@ -13,14 +13,11 @@
 //!    children, and when the container's init exits writes `exit.json` atomically
 //!    (OOM-killed if the cgroup's OOM kill counter grew), removes the cgroup and exits.
 //!
-//! Attach (reserved): the monitor keeps the stdin pipe's write end when `stdin` is set. An
-//! attach relay would listen on `attach.sock` in the state dir, add the listener and its
-//! clients to the poll loop below, write client input into `MonitorIo::stdin` (closing it
-//! after the first client when `stdin_once`), copy every output chunk to the clients next
-//! to the log, and apply resize messages with `TIOCSWINSZ` on the pty master. Framing
-//! proposal: 1 byte stream (0 stdin, 1 stdout, 2 stderr, 3 resize, 4 close) + u32 BE length
-//! + payload; resize payload = u16 BE rows + u16 BE cols.
+//! Attach: the monitor keeps the stdin pipe's write end (when `stdin`) and serves
+//! `attach.sock` in the state dir (protocol in `crate::attach`): client input goes to the
+//! container's stdin, output goes to clients as well as the log, resizes go to the pty.
 
+mod attach;
 mod io;
 
 use std::io::Write;
@@ -37,6 +34,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 use serde::{Deserialize, Serialize};
 
+use crate::attach::Frame;
 use crate::cgroups::Cgroup;
 use crate::channel::{self, Channel, ChildMessage};
 use crate::error::{Context, Error, Result};
@@ -45,6 +43,7 @@ use crate::logs::{CriLogWriter, Stream};
 use crate::process::ProcessId;
 use crate::state::{Bundle, InitRecord};
 use crate::types::{ExitInfo, Started};
+use attach::{AttachServer, Request};
 use io::{LogFile, MonitorIo};
 
 /// The one line the monitor writes to the daemon.
@@ -145,6 +144,8 @@ struct Monitor {
     io: MonitorIo,
     log: CriLogWriter<LogFile>,
     signals: SignalFd,
+    attach: Option<AttachServer>,
+    stdin_once: bool,
 }
 
 impl Monitor {
@@ -167,6 +168,9 @@ impl Monitor {
         let tty = record.options.tty || process.terminal().unwrap_or(false);
         let (io, child_stdio) = io::create(record.options.stdin, tty)?;
         let log = CriLogWriter::new(LogFile::open(record.options.log_path.as_deref())?);
+        let attach = AttachServer::bind(&bundle.attach_socket())
+            .map_err(|e| tracing::warn!(error = %e, "attach is not available for this container"))
+            .ok();
 
         // Blocked before the fork so no signal is lost; the child restores the mask.
         let mut mask = SigSet::empty();
@@ -223,6 +227,8 @@ impl Monitor {
             io,
             log,
             signals,
+            attach,
+            stdin_once: record.options.stdin_once,
         })
     }
 
@@ -252,6 +258,10 @@ impl Monitor {
             for (_, fd) in &self.io.outputs {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
             }
+            let attach_fds = self.attach.as_ref().map(AttachServer::fds).unwrap_or_default();
+            for fd in &attach_fds {
+                fds.push(PollFd::new(*fd, PollFlags::POLLIN));
+            }
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => {
@@ -261,11 +271,14 @@ impl Monitor {
             }
             let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
             drop(fds);
+            drop(attach_fds);
             if ready[0] {
                 self.handle_signals();
             }
+            let outputs = self.io.outputs.len();
+            self.serve_attach(&ready[1 + outputs..]);
             let mut closed = Vec::new();
-            for (i, is_ready) in ready[1..].iter().enumerate() {
+            for (i, is_ready) in ready[1..1 + outputs].iter().enumerate() {
                 if *is_ready && self.read_output(i, &mut buf) {
                     closed.push(i);
                 }
@@ -291,6 +304,14 @@ impl Monitor {
                 Ok(0) => return true,
                 Ok(n) => {
                     let _ = self.log.write(stream, &buf[..n], SystemTime::now());
+                    if let Some(attach) = &mut self.attach {
+                        let data = buf[..n].to_vec();
+                        attach.broadcast(&if stream == Stream::Stderr {
+                            Frame::Stderr(data)
+                        } else {
+                            Frame::Stdout(data)
+                        });
+                    }
                     if n < buf.len() {
                         return false;
                     }
@@ -299,6 +320,47 @@ impl Monitor {
                 Err(nix::errno::Errno::EINTR) => continue,
                 // EIO: the pty's last slave fd closed.
                 Err(_) => return true,
+            }
+        }
+    }
+
+    /// Accepts attach clients and carries out what they ask. `ready` holds the poll
+    /// results of the listener, then of each client.
+    fn serve_attach(&mut self, ready: &[bool]) {
+        let Some(attach) = &mut self.attach else { return };
+        let mut requests = Vec::new();
+        let mut gone = Vec::new();
+        for (i, is_ready) in ready.iter().enumerate().skip(1) {
+            if *is_ready {
+                let client_requests = attach.read_client(i - 1);
+                if client_requests.iter().any(|r| matches!(r, Request::Disconnected)) {
+                    gone.push(i - 1);
+                }
+                requests.extend(client_requests);
+            }
+        }
+        for i in gone.into_iter().rev() {
+            attach.remove(i);
+        }
+        if ready.first() == Some(&true) {
+            attach.accept();
+        }
+        for request in requests {
+            match request {
+                Request::Stdin(data) => match &self.io.stdin {
+                    Some(fd) => attach::write_stdin(fd, &data),
+                    None => tracing::debug!("attach input dropped: the container's stdin is closed"),
+                },
+                Request::Resize(rows, cols) => {
+                    if let Some(master) = &self.io.terminal {
+                        attach::resize(master, rows, cols);
+                    }
+                }
+                // With a terminal, closing our master copy would not signal EOF; the
+                // client sends ^D itself. For pipes, dropping the write end is EOF.
+                Request::CloseStdin => self.io.stdin = None,
+                Request::Disconnected if self.stdin_once => self.io.stdin = None,
+                Request::Disconnected => {}
             }
         }
     }
@@ -344,7 +406,7 @@ impl Monitor {
         self.io.stdin = None;
     }
 
-    fn record_exit(self, status: WaitStatus) -> ExitCode {
+    fn record_exit(mut self, status: WaitStatus) -> ExitCode {
         let (exit_code, signal) = match status {
             WaitStatus::Exited(_, code) => (code, None),
             WaitStatus::Signaled(_, sig, _) => (128 + sig as i32, Some(sig as i32)),
@@ -367,6 +429,9 @@ impl Monitor {
             message: None,
         };
         tracing::info!(exit_code, ?signal, oom_killed, "container exited");
+        if self.attach.take().is_some() {
+            let _ = std::fs::remove_file(self.bundle.attach_socket());
+        }
         let recorded = self.bundle.write_exit(&info);
         if let Err(e) = &recorded {
             tracing::error!(error = %e, "cannot record the exit");
