@@ -1,18 +1,51 @@
 //! corral's container runtime: corral's runc.
 //!
 //! Given an OCI runtime [spec](https://github.com/opencontainers/runtime-spec), a prepared
-//! rootfs and the pod's pinned namespaces, this crate starts the container process, supervises
-//! it through a monitor process, and reports how it ended. It has no gRPC in it; the daemon
-//! (`shim/`) calls it. See `docs/design.md` for the process model.
+//! rootfs and the pod's pinned namespaces, this crate starts the container process,
+//! supervises it through a monitor process, and reports how it ended. It has no gRPC in it;
+//! the daemon (`shim/`) calls it. See `docs/design.md` for the process model.
 //!
-//! The public shape (filled in by the runtime issue):
-//! - `namespaces`: pin a pod's network/IPC/UTS namespaces to files without a process.
-//! - `monitor`: the per-container monitor (a re-exec of the `corral` binary, no tokio):
-//!   owns the container's stdio, writes the CRI log, reaps, records the exit.
-//! - `container`: create / start / kill / delete a container from a bundle.
-//! - `exec`: run a process inside a running container.
-//! - `cgroups`: v1 and v2 resource limits and stats.
+//! - [`Runtime`]: start / state / watch / signal / kill_all / delete / exec / stats.
+//! - [`run_helper_mode`]: the hidden `monitor`, `exec` and `pause` modes of the binary.
+//! - [`namespaces`]: pin a pod's network/IPC/UTS namespaces to files without a process.
+//! - [`pause`]: PID 1 of a pod's shared PID namespace.
+//! - [`cgroups`]: v1 and v2 limits, stats, kill, pod cgroups.
+//! - [`spec`]: containerd-like default spec and `RuntimeDefault` seccomp profile.
+//! - [`logs`]: the CRI log line format.
+//! - [`attach`]: the frame protocol of a container's `attach.sock`.
+//!
+//! Inside: `monitor` (the per-container supervisor), `init` (the container init: namespaces,
+//! rootfs, pivot_root), `security` + `seccomp` + `execve` (the last steps, shared with
+//! `exec`), `state` (the state directory), `channel` (monitor ↔ init messages).
 
+pub mod attach;
+pub mod cgroups;
+mod channel;
 mod error;
+mod exec;
+mod execve;
+mod files;
+mod helper;
+mod init;
+pub mod logs;
+mod monitor;
+pub mod namespaces;
+pub mod pause;
+mod process;
+mod runtime;
+mod seccomp;
+mod security;
+pub mod spec;
+mod state;
+mod types;
 
+pub use cgroups::Stats;
 pub use error::{Error, Result};
+pub use helper::run_helper_mode;
+pub use nix::sys::signal::Signal;
+pub use process::ProcessId;
+pub use runtime::Runtime;
+pub use types::{
+    ContainerState, ExecOptions, ExitInfo, HELPER_LOG_ENV, Pinned, PodNamespaces, Rootfs, RuntimeOptions, StartOptions,
+    Started,
+};

@@ -67,7 +67,9 @@ impl From<corral_runtime::Error> for CriError {
             E::NotFound(_) => CriError::NotFound(err.to_string()),
             E::InvalidState(_) => CriError::FailedPrecondition(err.to_string()),
             E::InvalidSpec(_) => CriError::InvalidArgument(err.to_string()),
-            E::Sys { .. } => CriError::Internal(err.to_string()),
+            E::Sys { .. } | E::Cgroup { .. } | E::Seccomp(_) | E::Json { .. } | E::Start(_) => {
+                CriError::Internal(err.to_string())
+            }
         }
     }
 }

@@ -115,6 +115,11 @@ impl ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // Hidden helper modes (monitor, exec, pause) fork without exec: they must run before
+    // clap, logging or tokio create anything, while the process is single-threaded.
+    if let Some(code) = corral_runtime::run_helper_mode() {
+        return code;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => args.effective_config().and_then(serve),
