@@ -37,8 +37,6 @@ pub struct Bridge {
     ipam: HostLocal,
     records: Records,
     nft: Nft,
-    /// The host netlink connection, opened on first use (needs the tokio runtime).
-    host: OnceCell<Handle>,
     /// Set once the one-time setup (sysctls, nft table) succeeded in this process.
     setup_done: OnceCell<()>,
 }
@@ -52,7 +50,6 @@ impl Bridge {
             records: Records::new(plan.attachments_dir()),
             nft: Nft::new(&plan.cfg.nft_table),
             plan,
-            host: OnceCell::new(),
             setup_done: OnceCell::new(),
         })
     }
@@ -72,8 +69,11 @@ impl Bridge {
         self.plan.gateway
     }
 
-    async fn host(&self) -> Result<&Handle> {
-        self.host.get_or_try_init(|| async { netns::host_netlink() }).await
+    /// A host netlink connection for one operation. Each ADD/DEL gets its own
+    /// socket: concurrent operations sharing one would queue replies in one receive
+    /// buffer, and a reply the kernel drops when it overflows hangs its request.
+    fn host(&self) -> Result<Handle> {
+        netns::host_netlink()
     }
 
     /// Creates (or repairs) everything the network needs on the host: bridge with the
@@ -93,7 +93,7 @@ impl Bridge {
 
     /// The bridge's index; creates it if it is missing (also after someone deleted it).
     async fn ensure_bridge(&self) -> Result<u32> {
-        let host = self.host().await?;
+        let host = &self.host()?;
         let name = &self.plan.cfg.bridge;
         if self.setup_done.initialized() {
             // Fast path: one lookup. Only a missing bridge takes the full route.
@@ -130,7 +130,7 @@ impl Bridge {
         let ip = self.ipam(move |ipam| ipam.allocate(&owner)).await?;
         undo.ip = Some(ip);
 
-        let host = self.host().await?;
+        let host = &self.host()?;
         let vowner = self.veth_owner(a);
         let spec = VethSpec {
             owner: &vowner,
@@ -205,7 +205,7 @@ impl Bridge {
         let vowner =
             VethOwner { network: self.plan.cfg.name.clone(), pod_id: pod_id.to_owned(), ifname: ifname.to_owned() };
         let veth = async {
-            let host = self.host().await?;
+            let host = &self.host()?;
             if let Some(link) = veth::find(host, &vowner, record.map(|r| r.host_veth.as_str())).await? {
                 let name = nl::name(&link).unwrap_or_default().to_owned();
                 veth::delete_index(host, link.header.index, &name).await?;
@@ -268,7 +268,7 @@ impl PodNetwork for Bridge {
             }
         }
         if let Some(name) = undo.veth {
-            let host = self.host().await?;
+            let host = &self.host()?;
             let gone = match nl::link_by_name(host, &name).await {
                 Ok(Some(link)) => veth::delete_index(host, link.header.index, &name).await,
                 Ok(None) => Ok(()),
@@ -300,7 +300,7 @@ impl PodNetwork for Bridge {
             return Err(failed(format!("no attachment of {} on network {}", a.ifname, self.plan.cfg.name)));
         };
         // Host side: the veth, with our alias, on our bridge.
-        let host = self.host().await?;
+        let host = &self.host()?;
         let vowner = self.veth_owner(a);
         let Some(link) = veth::find(host, &vowner, Some(&record.host_veth)).await? else {
             return Err(failed(format!("host veth {} is gone", record.host_veth)));
@@ -355,7 +355,7 @@ impl PodNetwork for Bridge {
         if let Err(e) = std::fs::create_dir_all(&dir) {
             return Err(not_ready(format!("IPAM dir {}: {e}", dir.display())));
         }
-        if let Err(e) = self.host().await {
+        if let Err(e) = self.host() {
             return Err(not_ready(format!("netlink: {e}")));
         }
         if self.setup_done.initialized() && sysctl::read("net.ipv4.ip_forward").as_deref() == Some("0") {
@@ -380,7 +380,7 @@ impl PodNetwork for Bridge {
         self.records.remove_unreadable()?;
 
         // Whatever no record describes: veths by alias, IPAM by owner, nft by comment.
-        let host = self.host().await?;
+        let host = &self.host()?;
         for (link, owner) in veth::owned_links(host, &self.plan.cfg.name).await? {
             if !live.contains(owner.pod_id.as_str()) {
                 let name = nl::name(&link).unwrap_or_default().to_owned();

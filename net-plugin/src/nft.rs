@@ -17,7 +17,7 @@
 //!     meta l4proto { tcp, udp, sctp } fib daddr type local dnat ip to meta l4proto . th dport map @hostports
 //!   }
 //!   chain prerouting  { type nat hook prerouting priority dstnat;  jump hostports }   # from outside
-//!   chain output      { type nat hook output priority dstnat; fib daddr type local jump hostports }  # from the host
+//!   chain output      { type nat hook output priority -100; fib daddr type local jump hostports }  # from the host
 //!   chain postrouting { type nat hook postrouting priority srcnat;
 //!     ct status dnat ip saddr 127.0.0.0/8 masquerade          # 127.0.0.1:hostPort (needs route_localnet)
 //!     ct status dnat ip saddr <cidr> ip daddr <cidr> masquerade # pod -> hostPort -> pod (hairpin)
@@ -94,7 +94,7 @@ impl Nft {
              add chain {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
              flush chain {t} prerouting\n\
              add rule {t} prerouting jump hostports\n\
-             add chain {t} output {{ type nat hook output priority dstnat; policy accept; }}\n\
+             add chain {t} output {{ type nat hook output priority -100; policy accept; }}\n\
              flush chain {t} output\n\
              add rule {t} output fib daddr type local jump hostports\n\
              add chain {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\

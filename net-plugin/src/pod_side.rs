@@ -19,8 +19,8 @@ pub(crate) struct PodAddr {
     pub gateway: Ipv4Addr,
 }
 
-/// Brings `lo` up and gives `ifname` (already up, moved in by the veth request) its
-/// address and the default route. Returns the interface's MAC.
+/// Brings `lo` and `ifname` (created in the pod by the veth request) up and gives
+/// `ifname` its address and the default route. Returns the interface's MAC.
 pub(crate) async fn configure(pod: &Handle, a: &PodAddr) -> Result<String> {
     let lo_up = async {
         pod.link()
@@ -38,6 +38,11 @@ pub(crate) async fn configure(pod: &Handle, a: &PodAddr) -> Result<String> {
                 what: format!("{:?} vanished from the pod right after creation", a.ifname),
             })?;
         let index = link.header.index;
+        pod.link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("set {:?} up", a.ifname), e))?;
         pod.address()
             .add(index, a.ip.into(), a.prefix)
             .execute()

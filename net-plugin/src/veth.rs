@@ -1,8 +1,9 @@
 //! The veth pair of a pod: host end on the bridge, pod end in the pod's namespace.
 //!
 //! The pair is created with ONE netlink request: the peer is born inside the pod's
-//! namespace under its final name (`eth0`), up, with its MTU and MAC, and the host end
-//! is born enslaved to the bridge and up. A second request sets the host end's alias
+//! namespace under its final name (`eth0`) with its MTU and MAC, and the host end is
+//! born enslaved to the bridge and up. (The peer cannot be born up: the kernel answers
+//! `ENOTCONN`; the pod side brings it up.) A second request sets the host end's alias
 //! (which pod it belongs to: DEL and GC find it by that) and hairpin mode.
 //!
 //! Host names are `veth` + 11 hex digits of a hash of network, pod id and ifname:
@@ -130,7 +131,6 @@ fn pair_message(name: &str, netns: &Netns, spec: &VethSpec<'_>) -> LinkMessage {
         .mtu(spec.mtu)
         .address(spec.pod_mac.to_vec())
         .setns_by_fd(netns.file().as_raw_fd())
-        .up()
         .build();
     LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
         .name(name.to_owned())
