@@ -16,6 +16,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
 
 use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::Handle;
@@ -126,9 +127,11 @@ impl Bridge {
 
     /// Steps 3-7 of ADD; `undo` learns what to take back.
     async fn wire(&self, a: &Attachment<'_>, netns: &Netns, bridge_index: u32, undo: &mut Undo) -> Result<AddResult> {
+        let mut steps = StepTimer::new("ADD", a.pod_id);
         let owner = Owner::new(a.pod_id, a.ifname);
         let ip = self.ipam(move |ipam| ipam.allocate(&owner)).await?;
         undo.ip = Some(ip);
+        steps.mark("ipam");
 
         let host = &self.host()?;
         let vowner = self.veth_owner(a);
@@ -141,14 +144,18 @@ impl Bridge {
         };
         let host_veth = veth::create(host, netns, &spec).await?;
         undo.veth = Some(host_veth.clone());
+        steps.mark("veth");
 
         let pod = netns.netlink().await?;
+        steps.mark("netns netlink");
         let pod_mac = pod_side::configure(&pod, &self.pod_addr(a.ifname, ip)).await?;
         drop(pod);
+        steps.mark("pod side");
 
         if !a.port_mappings.is_empty() {
             undo.ports = true;
             self.nft.add_ports(a.pod_id, a.ifname, ip, a.port_mappings).await?;
+            steps.mark("hostPorts");
         }
 
         let result = self.result(a, &host_veth, &pod_mac, ip);
@@ -161,6 +168,8 @@ impl Bridge {
             port_mappings: a.port_mappings.to_vec(),
             result: result.clone(),
         })?;
+        steps.mark("record");
+        steps.done();
         Ok(result)
     }
 
@@ -192,6 +201,7 @@ impl Bridge {
     /// Removes everything of one attachment; `record` speeds it up when present.
     /// Runs every step even if one fails; returns the first error.
     async fn unwire(&self, pod_id: &str, ifname: &str, record: Option<&Record>) -> Result<()> {
+        let mut steps = StepTimer::new("DEL", pod_id);
         let mut first_err: Option<Error> = None;
         let mut keep = |r: Result<()>| {
             if let Err(e) = r {
@@ -213,6 +223,7 @@ impl Bridge {
             Ok(())
         };
         keep(veth.await);
+        steps.mark("veth");
 
         // hostPorts: only pods that had some (or whose record is lost) touch nft.
         let ports = match record {
@@ -221,14 +232,48 @@ impl Bridge {
             None => self.nft.del_ports(pod_id, ifname, &[]).await,
         };
         keep(ports);
+        steps.mark("hostPorts");
 
         let owner = Owner::new(pod_id, ifname);
         keep(self.ipam(move |ipam| ipam.release_owner(&owner).map(drop)).await);
+        steps.mark("ipam");
+        steps.done();
 
         match first_err {
             None => self.records.remove(pod_id, ifname),
             Some(e) => Err(e),
         }
+    }
+}
+
+/// Logs how long each step of an operation took (debug) and the total (info): the
+/// numbers to look at when RunPodSandbox is slow.
+struct StepTimer<'a> {
+    op: &'static str,
+    pod_id: &'a str,
+    start: Instant,
+    last: Instant,
+}
+
+impl<'a> StepTimer<'a> {
+    fn new(op: &'static str, pod_id: &'a str) -> Self {
+        let now = Instant::now();
+        StepTimer { op, pod_id, start: now, last: now }
+    }
+
+    fn mark(&mut self, step: &str) {
+        let now = Instant::now();
+        tracing::debug!(op = self.op, pod = self.pod_id, step, us = (now - self.last).as_micros() as u64, "step done");
+        self.last = now;
+    }
+
+    fn done(&self) {
+        tracing::info!(
+            op = self.op,
+            pod = self.pod_id,
+            us = self.start.elapsed().as_micros() as u64,
+            "network operation done"
+        );
     }
 }
 
