@@ -307,10 +307,10 @@ impl PodNetwork for Bridge {
         };
         // Roll back exactly what this ADD did, newest first.
         tracing::warn!(pod = a.pod_id, error = %err, "ADD failed, rolling back");
-        if undo.ports {
-            if let Err(e) = self.nft.del_ports(a.pod_id, a.ifname, a.port_mappings).await {
-                tracing::warn!(pod = a.pod_id, error = %e, "rollback: hostPorts");
-            }
+        if undo.ports
+            && let Err(e) = self.nft.del_ports(a.pod_id, a.ifname, a.port_mappings).await
+        {
+            tracing::warn!(pod = a.pod_id, error = %e, "rollback: hostPorts");
         }
         if let Some(name) = undo.veth {
             let host = &self.host()?;

@@ -133,12 +133,12 @@ async fn dispatch(env: &impl Fn(&str) -> Option<String>, stdin: &[u8], version: 
 
 /// Results before 1.0.0 carry `"version": "4"` on each address.
 fn downgrade_result(result: &mut Value, version: &str) {
-    if version.starts_with("0.") {
-        if let Some(ips) = result["ips"].as_array_mut() {
-            for ip in ips {
-                let v = if ip["address"].as_str().is_some_and(|a| a.contains(':')) { "6" } else { "4" };
-                ip["version"] = json!(v);
-            }
+    if version.starts_with("0.")
+        && let Some(ips) = result["ips"].as_array_mut()
+    {
+        for ip in ips {
+            let v = if ip["address"].as_str().is_some_and(|a| a.contains(':')) { "6" } else { "4" };
+            ip["version"] = json!(v);
         }
     }
 }
@@ -162,7 +162,8 @@ mod tests {
 
     #[tokio::test]
     async fn errors_carry_cni_codes() {
-        let cases: [(&'static [(&'static str, &'static str)], &[u8], u64); 4] = [
+        type Env = &'static [(&'static str, &'static str)];
+        let cases: [(Env, &[u8], u64); 4] = [
             (&[("CNI_COMMAND", "ADD")], b"{\"cniVersion\":\"9.9.9\"}", 1),
             (&[("CNI_COMMAND", "ADD")], b"{not json", 6),
             (&[("CNI_COMMAND", "ADD")], b"{\"cniVersion\":\"1.0.0\",\"subnet\":\"nope\"}", 7),

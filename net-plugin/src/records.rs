@@ -70,10 +70,10 @@ impl Records {
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
-            if path.extension().is_some_and(|x| x == "json") {
-                if let Some(r) = fsutil::read_if_exists(&path)?.and_then(|b| decode(&path, &b)) {
-                    out.push(r);
-                }
+            if path.extension().is_some_and(|x| x == "json")
+                && let Some(r) = fsutil::read_if_exists(&path)?.and_then(|b| decode(&path, &b))
+            {
+                out.push(r);
             }
         }
         Ok(out)

@@ -29,8 +29,8 @@ async fn two_pods_reach_each_other_and_the_host_reaches_them() {
     let ns_b = NetnsGuard::new("cnt-1-b");
     let (pa, pb) = (ns_a.path(), ns_b.path());
 
-    let ra = net.bridge.add(&Attachment::new("pod-a", &pa)).await.unwrap();
-    let rb = net.bridge.add(&Attachment::new("pod-b", &pb)).await.unwrap();
+    let ra = net.bridge.add(&Attachment::new("pod-a", pa)).await.unwrap();
+    let rb = net.bridge.add(&Attachment::new("pod-b", pb)).await.unwrap();
     let (ip_a, ip_b) = (v4(ra.pod_ip().unwrap()), v4(rb.pod_ip().unwrap()));
     assert_ne!(ip_a, ip_b);
     assert!(net.bridge.subnet().contains(&ip_a) && net.bridge.subnet().contains(&ip_b));
@@ -60,20 +60,20 @@ async fn two_pods_reach_each_other_and_the_host_reaches_them() {
     assert!(detail.contains("master cnt1") && detail.contains("hairpin on"), "{detail}");
 
     // Pod B -> pod A, not NATed: A sees B's own address.
-    let server = tcp_server(&pa, 8080, "pod-a", 2);
+    let server = tcp_server(pa, 8080, "pod-a", 2);
     let addr_a = SocketAddr::new(IpAddr::V4(ip_a), 8080);
-    let from_b = in_netns(&pb, move || tcp_get(addr_a)).join().unwrap().unwrap();
+    let from_b = in_netns(pb, move || tcp_get(addr_a)).join().unwrap().unwrap();
     assert_eq!(from_b, format!("pod-a saw {ip_b}"));
     // Host -> pod A, from the gateway address.
     let from_host = tcp_get(addr_a).unwrap();
     assert_eq!(from_host, "pod-a saw 10.210.1.1");
     server.join().unwrap();
 
-    net.bridge.check(&Attachment::new("pod-a", &pa)).await.unwrap();
-    net.bridge.check(&Attachment::new("pod-b", &pb)).await.unwrap();
+    net.bridge.check(&Attachment::new("pod-a", pa)).await.unwrap();
+    net.bridge.check(&Attachment::new("pod-b", pb)).await.unwrap();
 
-    net.bridge.del(&Attachment::new("pod-a", &pa)).await.unwrap();
-    net.bridge.del(&Attachment::new("pod-b", &pb)).await.unwrap();
+    net.bridge.del(&Attachment::new("pod-a", pa)).await.unwrap();
+    net.bridge.del(&Attachment::new("pod-b", pb)).await.unwrap();
     assert!(veths_of("corral-test1").is_empty());
     assert!(net.ip_records().is_empty());
     assert!(net.attachment_records().is_empty());
@@ -98,28 +98,28 @@ async fn egress_is_masqueraded_and_host_ports_answer_from_outside() {
 
     let pod_ns = NetnsGuard::new("cnt-2-pod");
     let ports = [tcp(30201, 8080, None)];
-    let a = Attachment { port_mappings: &ports, ..Attachment::new("pod-egress", &pod_ns.path()) };
+    let a = Attachment { port_mappings: &ports, ..Attachment::new("pod-egress", pod_ns.path()) };
     let r = net.bridge.add(&a).await.unwrap();
     let pod_ip = r.pod_ip().unwrap();
 
     // Pod -> outside: the outside host sees the host's address, not the pod's.
-    let server = tcp_server(&outside.path(), 9090, "outside", 1);
+    let server = tcp_server(outside.path(), 9090, "outside", 1);
     let target: SocketAddr = "198.51.100.2:9090".parse().unwrap();
-    let got = in_netns(&pod_ns.path(), move || tcp_get(target)).join().unwrap().unwrap();
+    let got = in_netns(pod_ns.path(), move || tcp_get(target)).join().unwrap().unwrap();
     assert_eq!(got, "outside saw 198.51.100.1");
     assert_eq!(server.join().unwrap()[0].ip(), "198.51.100.1".parse::<IpAddr>().unwrap());
 
     // Outside -> host:hostPort -> pod (DNAT in prerouting); the pod sees the real client.
-    let server = tcp_server(&pod_ns.path(), 8080, "pod", 1);
+    let server = tcp_server(pod_ns.path(), 8080, "pod", 1);
     let front: SocketAddr = "198.51.100.1:30201".parse().unwrap();
-    let got = in_netns(&outside.path(), move || tcp_get(front)).join().unwrap().unwrap();
+    let got = in_netns(outside.path(), move || tcp_get(front)).join().unwrap().unwrap();
     assert_eq!(got, "pod saw 198.51.100.2");
     server.join().unwrap();
     assert_ne!(pod_ip, "198.51.100.2".parse::<IpAddr>().unwrap());
 
     net.bridge.del(&a).await.unwrap();
     // After DEL the hostPort is gone: the outside host is refused.
-    let refused = in_netns(&outside.path(), move || tcp_get(front)).join().unwrap();
+    let refused = in_netns(outside.path(), move || tcp_get(front)).join().unwrap();
     assert!(refused.is_err(), "{refused:?}");
 }
 
@@ -138,23 +138,23 @@ async fn host_ports_answer_on_localhost_and_the_bridge_address() {
             host_ip: Some("0.0.0.0".parse().unwrap()),
         },
     ];
-    let a = Attachment { port_mappings: &ports, ..Attachment::new("pod-ports", &ns.path()) };
+    let a = Attachment { port_mappings: &ports, ..Attachment::new("pod-ports", ns.path()) };
     net.bridge.add(&a).await.unwrap();
     net.bridge.check(&a).await.unwrap();
     let gw = net.bridge.gateway();
 
-    let s1 = tcp_server(&ns.path(), 8080, "any", 2);
+    let s1 = tcp_server(ns.path(), 8080, "any", 2);
     assert_eq!(tcp_get("127.0.0.1:30301".parse().unwrap()).unwrap(), "any saw 10.210.3.1");
     assert_eq!(tcp_get(SocketAddr::new(gw.into(), 30301)).unwrap(), "any saw 10.210.3.1");
     s1.join().unwrap();
 
-    let s2 = tcp_server(&ns.path(), 8081, "local-only", 1);
+    let s2 = tcp_server(ns.path(), 8081, "local-only", 1);
     assert_eq!(tcp_get("127.0.0.1:30302".parse().unwrap()).unwrap(), "local-only saw 10.210.3.1");
     // Bound to 127.0.0.1: the bridge address is not mapped.
     assert!(tcp_get(SocketAddr::new(gw.into(), 30302)).is_err());
     s2.join().unwrap();
 
-    let s3 = udp_server(&ns.path(), 5353, "udp-pod", 1);
+    let s3 = udp_server(ns.path(), 5353, "udp-pod", 1);
     assert_eq!(udp_get("127.0.0.1:30303".parse().unwrap()).unwrap(), "udp-pod");
     s3.join().unwrap();
 
@@ -165,7 +165,7 @@ async fn host_ports_answer_on_localhost_and_the_bridge_address() {
     // A second pod asking for a taken hostPort fails cleanly and leaves nothing.
     let ns2 = NetnsGuard::new("cnt-3-b");
     let clash = [tcp(30301, 80, None)];
-    let b = Attachment { port_mappings: &clash, ..Attachment::new("pod-clash", &ns2.path()) };
+    let b = Attachment { port_mappings: &clash, ..Attachment::new("pod-clash", ns2.path()) };
     let err = net.bridge.add(&b).await.unwrap_err();
     assert!(matches!(err, Error::PortInUse(_)), "{err}");
     assert!(err.to_string().contains("tcp/30301"), "{err}");
@@ -262,7 +262,7 @@ async fn del_is_idempotent_and_failed_adds_leak_nothing() {
 
     // ADD, ADD again (refused, first one intact), DEL, DEL again.
     let ns = NetnsGuard::new("cnt-5-a");
-    let a = Attachment::new("pod-a", &ns.path());
+    let a = Attachment::new("pod-a", ns.path());
     net.bridge.add(&a).await.unwrap();
     let err = net.bridge.add(&a).await.unwrap_err();
     assert!(matches!(err, Error::AlreadyAttached { .. }), "{err}");
@@ -286,7 +286,7 @@ async fn del_is_idempotent_and_failed_adds_leak_nothing() {
     // A failure half-way (the pod already has an eth0) rolls back the allocation.
     let busy = NetnsGuard::new("cnt-5-busy");
     busy.exec(&["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]);
-    let err = net.bridge.add(&Attachment::new("pod-busy", &busy.path())).await.unwrap_err();
+    let err = net.bridge.add(&Attachment::new("pod-busy", busy.path())).await.unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
     assert!(net.ip_records().is_empty());
     assert!(veths_of("corral-test5").is_empty());
@@ -299,7 +299,7 @@ async fn del_is_idempotent_and_failed_adds_leak_nothing() {
     assert!(matches!(err, Error::NetnsMissing { .. }), "{err}");
 
     // Bad input is refused before anything happens.
-    let err = net.bridge.add(&Attachment::new("../etc", &ns.path())).await.unwrap_err();
+    let err = net.bridge.add(&Attachment::new("../etc", ns.path())).await.unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
 }
 
@@ -311,7 +311,7 @@ async fn gc_keeps_live_pods_and_removes_the_rest() {
     for (i, ns) in nss.iter().enumerate() {
         let id = format!("pod-{i}");
         let path = ns.path();
-        let a = Attachment { port_mappings: &ports[..usize::from(i == 1)], ..Attachment::new(&id, &path) };
+        let a = Attachment { port_mappings: &ports[..usize::from(i == 1)], ..Attachment::new(&id, path) };
         net.bridge.add(&a).await.unwrap();
     }
     // pod-2 loses its attachment record (as after a crash): GC must still find its
@@ -319,7 +319,7 @@ async fn gc_keeps_live_pods_and_removes_the_rest() {
     std::fs::remove_file(net.data.path().join("attachments/corral-test6/pod-2:eth0.json")).unwrap();
 
     net.bridge.gc(&["pod-0".to_string()]).await.unwrap();
-    net.bridge.check(&Attachment::new("pod-0", &nss[0].path())).await.unwrap();
+    net.bridge.check(&Attachment::new("pod-0", nss[0].path())).await.unwrap();
     assert_eq!(veths_of("corral-test6").len(), 1);
     assert_eq!(net.ip_records().len(), 1);
     assert!(!net.ruleset().contains("30601"));

@@ -86,10 +86,10 @@ impl ResultCache {
             let Some(bytes) = fsutil::read_if_exists(&entry.path())? else {
                 continue;
             };
-            if let Ok(e) = serde_json::from_slice::<CachedAttachment>(&bytes) {
-                if e.network_name == network {
-                    out.push(e);
-                }
+            if let Ok(e) = serde_json::from_slice::<CachedAttachment>(&bytes)
+                && e.network_name == network
+            {
+                out.push(e);
             }
         }
         Ok(out)

@@ -300,10 +300,10 @@ impl CniNetwork {
         let suffix = format!("-{pod_id}-{ifname}");
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(network) = name.strip_suffix(&suffix) {
-                if let Some(c) = self.cache.load(network, pod_id, ifname)? {
-                    return Ok(Some(c));
-                }
+            if let Some(network) = name.strip_suffix(&suffix)
+                && let Some(c) = self.cache.load(network, pod_id, ifname)?
+            {
+                return Ok(Some(c));
             }
         }
         Ok(None)
