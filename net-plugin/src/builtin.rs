@@ -81,31 +81,34 @@ impl Bridge {
     /// gateway address, `ip_forward`, `route_localnet` on the bridge, the nft table.
     /// Idempotent; ADD and GC call it, the daemon may call it at start.
     pub async fn setup(&self) -> Result<()> {
-        self.ensure_bridge().await?;
+        self.prepare(&self.host()?).await.map(drop)
+    }
+
+    /// [`Bridge::setup`], returning the bridge's index. After the first success in
+    /// this process it costs one lookup; a bridge deleted behind our back is recreated.
+    async fn prepare(&self, host: &Handle) -> Result<u32> {
+        let name = &self.plan.cfg.bridge;
+        let known = match self.setup_done.initialized() {
+            true => nl::link_by_name(host, name)
+                .await
+                .map_err(|e| Error::netlink(format!("look up bridge {name:?}"), e))?
+                .map(|link| link.header.index),
+            false => None,
+        };
+        let index = match known {
+            Some(index) => index,
+            None => {
+                let index = bridge::ensure(host, name, self.plan.gateway, self.plan.subnet.prefix_len()).await?;
+                sysctl::enable_route_localnet(name)?;
+                index
+            }
+        };
         self.setup_done
             .get_or_try_init(|| async {
                 sysctl::enable_ip_forward()?;
-                sysctl::enable_route_localnet(&self.plan.cfg.bridge)?;
                 self.nft.ensure(self.plan.subnet, self.plan.cfg.ip_masq).await
             })
             .await?;
-        Ok(())
-    }
-
-    /// The bridge's index; creates it if it is missing (also after someone deleted it).
-    async fn ensure_bridge(&self) -> Result<u32> {
-        let host = &self.host()?;
-        let name = &self.plan.cfg.bridge;
-        if self.setup_done.initialized() {
-            // Fast path: one lookup. Only a missing bridge takes the full route.
-            if let Some(link) =
-                nl::link_by_name(host, name).await.map_err(|e| Error::netlink(format!("look up bridge {name:?}"), e))?
-            {
-                return Ok(link.header.index);
-            }
-        }
-        let index = bridge::ensure(host, name, self.plan.gateway, self.plan.subnet.prefix_len()).await?;
-        sysctl::enable_route_localnet(name)?;
         Ok(index)
     }
 
@@ -126,14 +129,23 @@ impl Bridge {
     }
 
     /// Steps 3-7 of ADD; `undo` learns what to take back.
-    async fn wire(&self, a: &Attachment<'_>, netns: &Netns, bridge_index: u32, undo: &mut Undo) -> Result<AddResult> {
+    async fn wire(
+        &self,
+        a: &Attachment<'_>,
+        host: &Handle,
+        netns: &Netns,
+        bridge_index: u32,
+        undo: &mut Undo,
+    ) -> Result<AddResult> {
         let mut steps = StepTimer::new("ADD", a.pod_id);
+        // The address and the netlink socket inside the pod do not depend on each other.
         let owner = Owner::new(a.pod_id, a.ifname);
-        let ip = self.ipam(move |ipam| ipam.allocate(&owner)).await?;
+        let (ip, pod) = tokio::join!(self.ipam(move |ipam| ipam.allocate(&owner)), netns.netlink());
+        let ip = ip?;
         undo.ip = Some(ip);
-        steps.mark("ipam");
+        let pod = pod?;
+        steps.mark("ipam + pod netlink");
 
-        let host = &self.host()?;
         let vowner = self.veth_owner(a);
         let spec = VethSpec {
             owner: &vowner,
@@ -146,11 +158,14 @@ impl Bridge {
         undo.veth = Some(host_veth.clone());
         steps.mark("veth");
 
-        let pod = netns.netlink().await?;
-        steps.mark("netns netlink");
-        let pod_mac = pod_side::configure(&pod, &self.pod_addr(a.ifname, ip)).await?;
+        // Host end (alias, hairpin) and pod end (up, address, route) in parallel.
+        let pod_addr = self.pod_addr(a.ifname, ip);
+        let ((), pod_mac) = futures_util::try_join!(
+            veth::configure_host_end(host, &host_veth, &spec),
+            pod_side::configure(&pod, &pod_addr),
+        )?;
         drop(pod);
-        steps.mark("pod side");
+        steps.mark("host + pod side");
 
         if !a.port_mappings.is_empty() {
             undo.ports = true;
@@ -297,11 +312,11 @@ impl PodNetwork for Bridge {
             });
         }
         let netns = Netns::open(a.netns)?;
-        self.setup().await?;
-        let bridge_index = self.ensure_bridge().await?;
+        let host = &self.host()?;
+        let bridge_index = self.prepare(host).await?;
 
         let mut undo = Undo::default();
-        let wired = self.wire(a, &netns, bridge_index, &mut undo).await;
+        let wired = self.wire(a, host, &netns, bridge_index, &mut undo).await;
         let Err(err) = wired else {
             return wired;
         };
@@ -313,7 +328,6 @@ impl PodNetwork for Bridge {
             tracing::warn!(pod = a.pod_id, error = %e, "rollback: hostPorts");
         }
         if let Some(name) = undo.veth {
-            let host = &self.host()?;
             let gone = match nl::link_by_name(host, &name).await {
                 Ok(Some(link)) => veth::delete_index(host, link.header.index, &name).await,
                 Ok(None) => Ok(()),

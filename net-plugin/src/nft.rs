@@ -39,6 +39,9 @@ use tokio::io::AsyncWriteExt;
 use crate::types::PortMapping;
 use crate::{Error, Result};
 
+/// How long one `nft` run may take before it is killed (it normally takes a few ms).
+const NFT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Map of mappings without a host IP.
 const ANY_IP_MAP: &str = "hostports";
 /// Map of mappings bound to one host IP.
@@ -286,10 +289,23 @@ async fn run(step: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| Error::io(format!("run {bin} ({step})"), e))?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes()).await.map_err(|e| Error::io(format!("write to nft ({step})"), e))?;
-    }
-    let out = child.wait_with_output().await.map_err(|e| Error::io(format!("wait for nft ({step})"), e))?;
+    let pipe = child.stdin.take();
+    let feed = async move {
+        if let (Some(input), Some(mut pipe)) = (stdin, pipe) {
+            // Closing the pipe (drop) is what tells nft the batch is complete.
+            pipe.write_all(input.as_bytes()).await.map_err(|e| Error::io(format!("write to nft ({step})"), e))?;
+        }
+        Ok(())
+    };
+    let finished = tokio::time::timeout(NFT_TIMEOUT, async { tokio::join!(feed, child.wait_with_output()) });
+    let (fed, out) = finished.await.map_err(|_| {
+        Error::io(
+            format!("nft ({step})"),
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 30 s, killed"),
+        )
+    })?;
+    fed?;
+    let out = out.map_err(|e| Error::io(format!("wait for nft ({step})"), e))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {

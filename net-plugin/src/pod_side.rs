@@ -33,9 +33,11 @@ pub(crate) async fn configure(pod: &Handle, a: &PodAddr) -> Result<String> {
         let link = nl::link_by_name(pod, &a.ifname)
             .await
             .map_err(|e| Error::netlink(format!("look up {:?} in pod", a.ifname), e))?
-            .ok_or_else(|| Error::CheckFailed {
-                pod_id: String::new(),
-                what: format!("{:?} vanished from the pod right after creation", a.ifname),
+            .ok_or_else(|| {
+                Error::io(
+                    format!("look up {:?} in pod", a.ifname),
+                    std::io::Error::other("vanished right after creation"),
+                )
             })?;
         let index = link.header.index;
         pod.link()

@@ -77,7 +77,8 @@ pub(crate) struct VethSpec<'a> {
     pub hairpin: bool,
 }
 
-/// Creates the pair; returns the host end's name.
+/// Creates the pair; returns the host end's name. The caller then runs
+/// [`configure_host_end`] (and deletes the pair if anything after this fails).
 pub(crate) async fn create(host: &Handle, netns: &Netns, spec: &VethSpec<'_>) -> Result<String> {
     let ifname = &spec.owner.ifname;
     let mut attempt = 0;
@@ -85,10 +86,7 @@ pub(crate) async fn create(host: &Handle, netns: &Netns, spec: &VethSpec<'_>) ->
     while attempt < MAX_NAME_ATTEMPTS {
         let name = host_name(spec.owner, attempt);
         let err = match host.link().add(pair_message(&name, netns, spec)).execute().await {
-            Ok(()) => {
-                configure_host_end(host, &name, spec).await?;
-                return Ok(name);
-            }
+            Ok(()) => return Ok(name),
             Err(e) if nl::is_exists(&e) => e,
             Err(e) => {
                 return Err(Error::netlink(
@@ -142,7 +140,7 @@ fn pair_message(name: &str, netns: &Netns, spec: &VethSpec<'_>) -> LinkMessage {
 }
 
 /// Alias and hairpin: bridge-port settings need `RTM_NEWLINK` on an enslaved link.
-async fn configure_host_end(host: &Handle, name: &str, spec: &VethSpec<'_>) -> Result<()> {
+pub(crate) async fn configure_host_end(host: &Handle, name: &str, spec: &VethSpec<'_>) -> Result<()> {
     let mut msg = LinkUnspec::new_with_name(name).alias(spec.owner.alias());
     if spec.hairpin {
         msg = msg

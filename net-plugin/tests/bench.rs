@@ -75,6 +75,7 @@ async fn add_del_medians() {
         conf_dir: tmp.path().join("net.d"),
         bin_dirs: vec![PathBuf::from("/usr/lib/cni")],
         cache_dir: tmp.path().join("cache"),
+        ..Default::default()
     });
     let (a, d) = measure(&runner, "d", &[]).await;
     println!("Debian bridge+host-local+portmap, no hostPort:  ADD {a:?}  DEL {d:?}");

@@ -54,6 +54,7 @@ async fn corral_bridge_plugin_under_the_cni_runner() {
         conf_dir: tmp.path().join("net.d"),
         bin_dirs: vec![corral_bridge_bin().parent().unwrap().to_owned()],
         cache_dir: tmp.path().join("cache"),
+        ..Default::default()
     });
 
     // VERSION, STATUS (a 1.1.0 network: the plugin's own STATUS runs).
@@ -87,6 +88,7 @@ async fn corral_bridge_plugin_under_the_cni_runner() {
         conf_dir: tmp.path().join("net.d"),
         bin_dirs: vec![corral_bridge_bin().parent().unwrap().to_owned()],
         cache_dir: tmp.path().join("cache"),
+        ..Default::default()
     });
     restarted.del(&a).await.unwrap();
     restarted.del(&a).await.unwrap();
@@ -333,6 +335,7 @@ async fn runner_drives_debian_bridge_host_local_portmap_and_loopback() {
         conf_dir: tmp.path().join("net.d"),
         bin_dirs: vec![PathBuf::from(DEBIAN_CNI)],
         cache_dir: tmp.path().join("cache"),
+        ..Default::default()
     });
     runner.status().await.unwrap();
     let versions = runner.plugin_versions().await.unwrap();
@@ -403,6 +406,7 @@ async fn runner_drives_debian_bridge_host_local_portmap_and_loopback() {
         conf_dir: lo_dir,
         bin_dirs: vec![PathBuf::from(DEBIAN_CNI)],
         cache_dir: tmp.path().join("cache"),
+        ..Default::default()
     });
     let ns_lo = NetnsGuard::new("cnt-10-lo");
     assert!(!ns_lo.exec(&["ip", "-o", "link", "show", "lo"]).contains(",UP"));

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -36,7 +37,13 @@ pub(crate) fn find_plugin(bin_dirs: &[PathBuf], kind: &str) -> Result<PathBuf> {
 
 /// Runs `binary` with `config` on stdin. Returns the parsed stdout (or `Null` when it
 /// printed nothing, as DEL does); a failing plugin becomes [`Error::Plugin`].
-pub(crate) async fn exec(binary: &Path, bin_dirs: &[PathBuf], inv: &Invocation<'_>, config: &Value) -> Result<Value> {
+pub(crate) async fn exec(
+    binary: &Path,
+    bin_dirs: &[PathBuf],
+    inv: &Invocation<'_>,
+    config: &Value,
+    timeout: Duration,
+) -> Result<Value> {
     let kind = binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let cni_path = std::env::join_paths(bin_dirs).map_err(|e| Error::InvalidConfig(format!("bin dirs: {e}")))?;
     let mut child = tokio::process::Command::new(binary)
@@ -53,13 +60,23 @@ pub(crate) async fn exec(binary: &Path, bin_dirs: &[PathBuf], inv: &Invocation<'
         .spawn()
         .map_err(|e| Error::io(format!("exec CNI plugin {}", binary.display()), e))?;
     let stdin_bytes = config.to_string();
-    if let Some(mut stdin) = child.stdin.take() {
-        // A plugin may exit without reading stdin (VERSION); that is not an error.
-        let _ = stdin.write_all(stdin_bytes.as_bytes()).await;
-    }
-    let out = child
-        .wait_with_output()
+    let pipe = child.stdin.take();
+    let feed = async move {
+        if let Some(mut pipe) = pipe {
+            // A plugin may exit without reading stdin (VERSION); that is not an error.
+            // Dropping the pipe closes it: the plugin reads to EOF.
+            let _ = pipe.write_all(stdin_bytes.as_bytes()).await;
+        }
+    };
+    let finished = tokio::time::timeout(timeout, async { tokio::join!(feed, child.wait_with_output()).1 });
+    let out = finished
         .await
+        .map_err(|_| {
+            Error::io(
+                format!("CNI plugin {} {}", binary.display(), inv.command),
+                std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer in {timeout:?}, killed")),
+            )
+        })?
         .map_err(|e| Error::io(format!("wait for CNI plugin {}", binary.display()), e))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !stderr.trim().is_empty() {

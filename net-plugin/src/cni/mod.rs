@@ -16,6 +16,7 @@ mod exec;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -36,6 +37,8 @@ pub struct CniConfig {
     pub bin_dirs: Vec<PathBuf>,
     /// The result cache (`<root>/network/cni`, as containerd uses `/var/lib/cni`).
     pub cache_dir: PathBuf,
+    /// How long one plugin invocation may take before it is killed.
+    pub plugin_timeout: Duration,
 }
 
 impl Default for CniConfig {
@@ -44,6 +47,7 @@ impl Default for CniConfig {
             conf_dir: PathBuf::from("/etc/cni/net.d"),
             bin_dirs: vec![PathBuf::from("/opt/cni/bin")],
             cache_dir: PathBuf::from("/var/lib/corral/network/cni"),
+            plugin_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -75,8 +79,14 @@ impl CniNetwork {
             let kind = plugin_type(plugin);
             let binary = exec::find_plugin(&self.cfg.bin_dirs, &kind)?;
             let inv = Invocation { command: "VERSION", container_id: "", netns: "", ifname: "", args: "" };
-            let answer =
-                exec::exec(&binary, &self.cfg.bin_dirs, &inv, &json!({ "cniVersion": list.cni_version })).await?;
+            let answer = exec::exec(
+                &binary,
+                &self.cfg.bin_dirs,
+                &inv,
+                &json!({ "cniVersion": list.cni_version }),
+                self.cfg.plugin_timeout,
+            )
+            .await?;
             out.push((kind, answer));
         }
         Ok(out)
@@ -130,7 +140,7 @@ impl CniNetwork {
                 _ => prev,
             };
             let conf = Self::plugin_config(list, plugin, prev, ports);
-            let out = exec::exec(&binary, &self.cfg.bin_dirs, &inv, &conf).await?;
+            let out = exec::exec(&binary, &self.cfg.bin_dirs, &inv, &conf, self.cfg.plugin_timeout).await?;
             if command == "ADD" {
                 result = out;
             }
@@ -280,7 +290,7 @@ impl PodNetwork for CniNetwork {
                 let binary = exec::find_plugin(&self.cfg.bin_dirs, &plugin_type(plugin))?;
                 let mut conf = Self::plugin_config(&list, plugin, None, &[]);
                 conf["cni.dev/valid-attachments"] = json!(valid);
-                if let Err(e) = exec::exec(&binary, &self.cfg.bin_dirs, &inv, &conf).await {
+                if let Err(e) = exec::exec(&binary, &self.cfg.bin_dirs, &inv, &conf, self.cfg.plugin_timeout).await {
                     first_err.get_or_insert(e);
                 }
             }
