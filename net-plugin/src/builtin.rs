@@ -311,6 +311,12 @@ impl PodNetwork for Bridge {
                 ifname: a.ifname.to_owned(),
             });
         }
+        if let Some(pm) = a.port_mappings.iter().find(|pm| pm.bound_host_ip().is_some_and(|ip| ip.is_ipv6())) {
+            return Err(Error::InvalidArgument(format!(
+                "hostPort {}: hostIP {:?} is IPv6, network {} is IPv4-only",
+                pm.host_port, pm.host_ip, self.plan.cfg.name
+            )));
+        }
         let netns = Netns::open(a.netns)?;
         let host = &self.host()?;
         let bridge_index = self.prepare(host).await?;

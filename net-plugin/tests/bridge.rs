@@ -301,6 +301,11 @@ async fn del_is_idempotent_and_failed_adds_leak_nothing() {
     // Bad input is refused before anything happens.
     let err = net.bridge.add(&Attachment::new("../etc", ns.path())).await.unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    let v6 = [tcp(30501, 80, Some("::1"))];
+    let err =
+        net.bridge.add(&Attachment { port_mappings: &v6, ..Attachment::new("pod-v6", ns.path()) }).await.unwrap_err();
+    assert!(err.to_string().contains("IPv6"), "{err}");
+    assert!(net.ip_records().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
