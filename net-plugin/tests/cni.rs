@@ -415,3 +415,49 @@ async fn runner_drives_debian_bridge_host_local_portmap_and_loopback() {
     assert!(ns_lo.exec(&["ip", "-o", "link", "show", "lo"]).contains(",UP"));
     lo.del(&a_lo).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_chain_add_is_rolled_back() {
+    let _bridge = LinkGuard("cnt13".into());
+    let _table = NftTableGuard("corral_test_13".into());
+    let tmp = tempfile::tempdir().unwrap();
+    let bin_dirs = vec![corral_bridge_bin().parent().unwrap().to_owned()];
+    let ns = NetnsGuard::new("cnt-13-a");
+
+    // A chain whose second plugin does not exist: nothing runs at all.
+    let mut conf = corral_bridge_conf(13, tmp.path(), "1.1.0");
+    conf["plugins"].as_array_mut().unwrap().push(json!({ "type": "no-such-plugin" }));
+    write_conf(&tmp.path().join("missing.d"), "10.conflist", &conf);
+    let runner = CniNetwork::new(CniConfig {
+        conf_dir: tmp.path().join("missing.d"),
+        bin_dirs: bin_dirs.clone(),
+        cache_dir: tmp.path().join("cache"),
+        ..Default::default()
+    });
+    let err = runner.add(&Attachment::new("pod-f", ns.path())).await.unwrap_err();
+    assert!(err.to_string().contains("no-such-plugin"), "{err}");
+    assert!(veths_of("corral-test13").is_empty());
+
+    // A chain whose second plugin fails after the first wired the pod (the same
+    // attachment twice): the runner DELs the chain, and nothing is left.
+    let mut conf = corral_bridge_conf(13, tmp.path(), "1.1.0");
+    let again = conf["plugins"][0].clone();
+    conf["plugins"].as_array_mut().unwrap().push(again);
+    write_conf(&tmp.path().join("twice.d"), "10.conflist", &conf);
+    let runner = CniNetwork::new(CniConfig {
+        conf_dir: tmp.path().join("twice.d"),
+        bin_dirs,
+        cache_dir: tmp.path().join("cache"),
+        ..Default::default()
+    });
+    let err = runner.add(&Attachment::new("pod-f", ns.path())).await.unwrap_err();
+    assert!(matches!(&err, Error::Plugin { command, .. } if command == "ADD"), "{err}");
+    assert!(err.to_string().contains("already has interface"), "{err}");
+    assert!(veths_of("corral-test13").is_empty(), "rolled back");
+    let records: Vec<_> = list_dir(&tmp.path().join("net/ipam/corral-test13"))
+        .into_iter()
+        .filter(|f| f.parse::<IpAddr>().is_ok())
+        .collect();
+    assert!(records.is_empty(), "{records:?}");
+    assert!(list_dir(&tmp.path().join("cache/results")).is_empty());
+}

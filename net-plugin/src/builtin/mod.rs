@@ -1,18 +1,22 @@
 //! The builtin bridge network: the in-process fast path the daemon uses, and the
 //! library behind the `corral-bridge` CNI plugin.
 //!
-//! ADD, in order (each step undone if a later one fails):
-//! 1. network setup, once per process: bridge, `ip_forward`, `route_localnet`, nft table;
+//! ADD ([`add`]), in order, each step undone if a later one fails:
+//! 1. network setup, once per process: bridge, `ip_forward`, `route_localnet`, nft table
+//!    (afterwards one bridge lookup per ADD, which also recreates a deleted bridge);
 //! 2. open the pod's netns (a missing one fails here, before anything is allocated);
-//! 3. allocate an address (host-local IPAM);
+//! 3. allocate an address (host-local IPAM) and open a netlink socket inside the pod,
+//!    side by side;
 //! 4. create the veth pair with one netlink request (pod end born as `eth0` in the pod);
-//! 5. inside the pod: `lo` up, address, default route;
+//! 5. side by side: host end alias + hairpin; inside the pod `lo` and `eth0` up,
+//!    address, default route;
 //! 6. hostPorts, only if the pod has any: one nft batch of map elements;
 //! 7. write the attachment record.
 //!
-//! DEL undoes all of it, finding each piece by the record or, without one, by owner
-//! (veth alias, IPAM record content, nft element comment). It keeps going past a failed
-//! step and keeps the record until everything is gone, so a retried DEL finishes the job.
+//! DEL ([`del`]) undoes all of it, finding each piece by the record or, without one, by
+//! owner (veth alias, IPAM record content, nft element comment). It keeps going past a
+//! failed step and keeps the record until everything is gone, so a retried DEL or GC
+//! finishes the job. CHECK and STATUS are in [`check`].
 
 mod add;
 mod check;

@@ -125,13 +125,21 @@ impl CniNetwork {
         prev: Option<&Value>,
     ) -> Result<Value> {
         let inv = Invocation { command, container_id: a.pod_id, netns, ifname: a.ifname, args: cni_args };
-        let mut plugins: Vec<&Value> = list.plugins.iter().collect();
+        // Resolve every binary first: a missing plugin fails ADD before any plugin ran.
+        let mut plugins = Vec::new();
+        for plugin in &list.plugins {
+            plugins.push((plugin, exec::find_plugin(&self.cfg.bin_dirs, &plugin_type(plugin))));
+        }
         if command == "DEL" {
             plugins.reverse();
+        } else if let Some(pos) = plugins.iter().position(|(_, b)| b.is_err())
+            && let (_, Err(e)) = plugins.swap_remove(pos)
+        {
+            return Err(e);
         }
         let mut result = prev.cloned().unwrap_or(Value::Null);
-        for plugin in plugins {
-            let binary = exec::find_plugin(&self.cfg.bin_dirs, &plugin_type(plugin))?;
+        let mut first_err = None;
+        for (plugin, binary) in plugins {
             // prevResult: ADD threads each plugin's result to the next; DEL and CHECK
             // give every plugin the cached final result (DEL only from 0.4.0 on).
             let prev = match command {
@@ -140,12 +148,24 @@ impl CniNetwork {
                 _ => prev,
             };
             let conf = Self::plugin_config(list, plugin, prev, ports);
-            let out = exec::exec(&binary, &self.cfg.bin_dirs, &inv, &conf, self.cfg.plugin_timeout).await?;
-            if command == "ADD" {
-                result = out;
+            let out = match binary {
+                Ok(binary) => exec::exec(&binary, &self.cfg.bin_dirs, &inv, &conf, self.cfg.plugin_timeout).await,
+                Err(e) => Err(e),
+            };
+            match out {
+                Ok(out) if command == "ADD" => result = out,
+                Ok(_) => {}
+                // DEL goes on through the list, so one failing plugin does not keep the
+                // others from releasing what they hold; the first error is returned
+                // (and the cache kept, so a retry runs them all again).
+                Err(e) if command == "DEL" => {
+                    tracing::warn!(plugin = plugin_type(plugin), pod = a.pod_id, error = %e, "CNI DEL failed");
+                    first_err.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
             }
         }
-        Ok(result)
+        first_err.map_or(Ok(result), Err)
     }
 
     /// DEL of one cached (or uncached) attachment, then its cache entry.
