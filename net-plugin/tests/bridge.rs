@@ -71,6 +71,13 @@ async fn two_pods_reach_each_other_and_the_host_reaches_them() {
 
     net.bridge.check(&Attachment::new("pod-a", pa)).await.unwrap();
     net.bridge.check(&Attachment::new("pod-b", pb)).await.unwrap();
+    // CHECK notices what someone broke.
+    ns_b.exec(&["ip", "route", "del", "default"]);
+    let err = net.bridge.check(&Attachment::new("pod-b", pb)).await.unwrap_err();
+    assert!(err.to_string().contains("no default route"), "{err}");
+    sh(&["ip", "link", "set", &rb.interfaces[1].name, "nomaster"]);
+    let err = net.bridge.check(&Attachment::new("pod-b", pb)).await.unwrap_err();
+    assert!(err.to_string().contains("not on bridge"), "{err}");
 
     net.bridge.del(&Attachment::new("pod-a", pa)).await.unwrap();
     net.bridge.del(&Attachment::new("pod-b", pb)).await.unwrap();
