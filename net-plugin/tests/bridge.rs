@@ -357,3 +357,28 @@ async fn status_says_why_it_is_not_ready() {
     assert!(matches!(err, Error::NotReady { .. }), "{err}");
     assert!(err.to_string().contains("IPAM dir"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_daemon_keeps_every_allocation() {
+    let net = TestNet::new(14);
+    let ns_a = NetnsGuard::new("cnt-14-a");
+    let ns_b = NetnsGuard::new("cnt-14-b");
+    let ports = [tcp(30141, 80, None)];
+    let a = Attachment { port_mappings: &ports, ..Attachment::new("pod-a", ns_a.path()) };
+    let ip_a = net.bridge.add(&a).await.unwrap().pod_ip().unwrap();
+
+    // A new process: a fresh Bridge over the same config and data dir.
+    let restarted = corral_net::Bridge::new(net.bridge.config().clone()).unwrap();
+    restarted.check(&a).await.unwrap();
+    let ip_b = restarted.add(&Attachment::new("pod-b", ns_b.path())).await.unwrap().pod_ip().unwrap();
+    assert_ne!(ip_a, ip_b, "the restarted side does not hand out a live pod's address");
+    // Its setup is idempotent: the running pod's hostPort survives it.
+    restarted.setup().await.unwrap();
+    assert!(net.ruleset().contains("tcp . 30141 comment \"pod-a/eth0\""), "{}", net.ruleset());
+
+    restarted.del(&a).await.unwrap();
+    restarted.del(&Attachment::new("pod-b", ns_b.path())).await.unwrap();
+    assert!(net.ip_records().is_empty());
+    assert!(veths_of("corral-test14").is_empty());
+    assert!(!net.ruleset().contains("30141"));
+}
