@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -35,6 +36,15 @@ impl Netns {
             return Err(missing(io::Error::other("not a namespace file (nothing is mounted there)")));
         }
         Ok(Netns { path: path.to_owned(), file })
+    }
+
+    /// Whether this is the namespace the caller runs in (the host's). Wiring it as a
+    /// pod would put the pod's address and default route on the host.
+    pub fn is_current(&self) -> Result<bool> {
+        let here =
+            std::fs::metadata("/proc/thread-self/ns/net").map_err(|e| Error::io("stat /proc/thread-self/ns/net", e))?;
+        let there = self.file.metadata().map_err(|e| Error::io(format!("stat {}", self.path.display()), e))?;
+        Ok((here.dev(), here.ino()) == (there.dev(), there.ino()))
     }
 
     /// The namespace file, for `IFLA_NET_NS_FD`.

@@ -305,6 +305,11 @@ async fn del_is_idempotent_and_failed_adds_leak_nothing() {
     let err = net.bridge.add(&Attachment::new("pod-p", &plain)).await.unwrap_err();
     assert!(matches!(err, Error::NetnsMissing { .. }), "{err}");
 
+    // The host's own namespace is never wired as a pod.
+    let err = net.bridge.add(&Attachment::new("pod-host", Path::new("/proc/self/ns/net"))).await.unwrap_err();
+    assert!(err.to_string().contains("host's network namespace"), "{err}");
+    assert!(net.ip_records().is_empty());
+
     // Bad input is refused before anything happens.
     let err = net.bridge.add(&Attachment::new("../etc", ns.path())).await.unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");

@@ -40,6 +40,12 @@ impl Bridge {
             )));
         }
         let netns = Netns::open(a.netns)?;
+        if netns.is_current()? {
+            return Err(Error::InvalidArgument(format!(
+                "{} is the host's network namespace; host-network pods need no ADD",
+                a.netns.display()
+            )));
+        }
         let host = &self.host()?;
         let bridge_index = self.prepare(host).await?;
 
