@@ -114,11 +114,19 @@ impl<'a> Attachment<'a> {
     pub fn validate(&self) -> Result<()> {
         validate_pod_id(self.pod_id)?;
         validate_ifname(self.ifname)?;
+        let mut seen = std::collections::HashSet::new();
         for pm in self.port_mappings {
             if pm.host_port == 0 || pm.container_port == 0 {
                 return Err(Error::InvalidArgument(format!(
                     "port mapping {}:{}->{}: ports must be 1-65535",
                     pm.protocol, pm.host_port, pm.container_port
+                )));
+            }
+            // One host address/port/protocol can lead to one place only.
+            if !seen.insert((pm.protocol, pm.bound_host_ip(), pm.host_port)) {
+                return Err(Error::InvalidArgument(format!(
+                    "hostPort {}/{} is listed twice for pod {}",
+                    pm.protocol, pm.host_port, self.pod_id
                 )));
             }
         }
@@ -288,6 +296,24 @@ mod tests {
         .unwrap();
         assert_eq!(r.pod_ip(), Some("10.0.0.7".parse().unwrap()));
         assert_eq!(r.pod_ips()[0], r.pod_ip().unwrap());
+    }
+
+    #[test]
+    fn duplicate_host_ports_are_refused() {
+        let pm = |host_port, container_port| PortMapping {
+            protocol: Protocol::Tcp,
+            container_port,
+            host_port,
+            host_ip: None,
+        };
+        let ok = [pm(8080, 80), pm(8081, 80)];
+        let twice = [pm(8080, 80), pm(8080, 81)];
+        let netns = Path::new("/run/netns/x");
+        assert!(Attachment { port_mappings: &ok, ..Attachment::new("p", netns) }.validate().is_ok());
+        let err = Attachment { port_mappings: &twice, ..Attachment::new("p", netns) }.validate().unwrap_err();
+        assert!(err.to_string().contains("listed twice"), "{err}");
+        let zero = [pm(0, 80)];
+        assert!(Attachment { port_mappings: &zero, ..Attachment::new("p", netns) }.validate().is_err());
     }
 
     #[test]
