@@ -62,3 +62,20 @@ pub trait PodNetwork: Send + Sync {
     /// it at start with the sandboxes it knows.
     async fn gc(&self, live_pod_ids: &[String]) -> Result<()>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon holds either implementation behind one pointer, across tasks.
+    #[test]
+    fn both_networks_fit_behind_one_trait_object() {
+        let nets: Vec<std::sync::Arc<dyn PodNetwork>> = vec![
+            std::sync::Arc::new(Bridge::new(BridgeConfig::default()).unwrap()),
+            std::sync::Arc::new(cni::CniNetwork::new(cni::CniConfig::default())),
+        ];
+        fn send_sync<T: Send + Sync + ?Sized>(_: &T) {}
+        nets.iter().for_each(|n| send_sync(n.as_ref()));
+        assert_eq!(nets.len(), 2);
+    }
+}
