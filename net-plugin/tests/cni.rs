@@ -102,12 +102,19 @@ async fn corral_bridge_plugin_under_the_cni_runner() {
     assert!(records.is_empty(), "{records:?}");
 
     // GC through the plugin: an attachment the runtime no longer knows goes away.
+    // A live pod whose cache entry is lost survives.
     let ns_b = NetnsGuard::new("cnt-7-b");
+    let ns_live = NetnsGuard::new("cnt-7-live");
     runner.add(&Attachment::new("pod-cni-b", ns_b.path())).await.unwrap();
-    std::fs::remove_dir_all(tmp.path().join("cache")).unwrap(); // the runtime forgot it
-    assert_eq!(veths_of("corral-test7").len(), 1);
+    runner.add(&Attachment::new("pod-cni-live", ns_live.path())).await.unwrap();
+    std::fs::remove_dir_all(tmp.path().join("cache")).unwrap(); // the runtime forgot them
+    assert_eq!(veths_of("corral-test7").len(), 2);
+    runner.gc(&["pod-cni-live".to_string()]).await.unwrap();
+    let left = veths_of("corral-test7");
+    assert_eq!(left.len(), 1, "plugin GC removed only the forgotten, dead pod");
+    assert!(left[0].contains("pod-cni-live"), "{left:?}");
     runner.gc(&[]).await.unwrap();
-    assert!(veths_of("corral-test7").is_empty(), "plugin GC removed the forgotten pod");
+    assert!(veths_of("corral-test7").is_empty());
 
     // ADD into a missing netns: refused before any plugin runs.
     let err = runner.add(&Attachment::new("pod-cni-c", Path::new("/run/netns/cnt-7-missing"))).await.unwrap_err();

@@ -299,12 +299,15 @@ impl PodNetwork for CniNetwork {
             }
         }
         if version_at_least(&list.cni_version, "1.1.0") {
-            let valid: Vec<Value> = self
-                .cache
-                .list(&list.name)?
-                .iter()
-                .map(|e| json!({ "containerID": e.container_id, "ifname": e.if_name }))
-                .collect();
+            // Valid: every cached attachment left, and every live pod's eth0 even if its
+            // cache entry was lost (a live pod must never be collected).
+            let mut valid: Vec<(String, String)> =
+                self.cache.list(&list.name)?.into_iter().map(|e| (e.container_id, e.if_name)).collect();
+            valid.extend(live.iter().map(|id| (id.to_string(), "eth0".to_string())));
+            valid.sort();
+            valid.dedup();
+            let valid: Vec<Value> =
+                valid.iter().map(|(id, ifname)| json!({ "containerID": id, "ifname": ifname })).collect();
             let inv = Invocation { command: "GC", container_id: "", netns: "", ifname: "", args: "" };
             for plugin in &list.plugins {
                 let binary = exec::find_plugin(&self.cfg.bin_dirs, &plugin_type(plugin))?;
