@@ -147,17 +147,19 @@ pub fn validate_pod_id(id: &str) -> Result<()> {
     }
 }
 
-/// Checks an interface name as the kernel does (`dev_valid_name`).
+/// Checks an interface name: what the kernel accepts (1-15 bytes, not `.`/`..`),
+/// narrowed to letters, digits, `_`, `.`, `-`, because the name also ends up in file
+/// names, link aliases and nft comments.
 pub fn validate_ifname(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 15
         && name != "."
         && name != ".."
-        && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!("interface name {name:?}: 1-15 bytes, no '/', ':' or whitespace")))
+        Err(Error::InvalidArgument(format!("interface name {name:?}: 1-15 of letters, digits, '_', '.', '-'")))
     }
 }
 
@@ -325,5 +327,6 @@ mod tests {
         assert!(validate_ifname("eth0").is_ok());
         assert!(validate_ifname("a-very-long-name0").is_err());
         assert!(validate_ifname("a/b").is_err());
+        assert!(validate_ifname("e\"th0").is_err());
     }
 }
