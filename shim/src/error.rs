@@ -78,8 +78,18 @@ impl From<corral_net::Error> for CriError {
     fn from(err: corral_net::Error) -> CriError {
         use corral_net::Error as E;
         match err {
-            E::InvalidConfig(_) => CriError::InvalidArgument(err.to_string()),
-            E::Io { .. } => CriError::Internal(err.to_string()),
+            E::InvalidConfig(_) | E::InvalidArgument(_) | E::NetnsMissing { .. } => {
+                CriError::InvalidArgument(err.to_string())
+            }
+            E::PortInUse(_) | E::AlreadyAttached { .. } => CriError::AlreadyExists(err.to_string()),
+            E::Exhausted { .. } | E::NotReady { .. } => CriError::Unavailable(err.to_string()),
+            E::CheckFailed { .. } => CriError::FailedPrecondition(err.to_string()),
+            E::IncompatibleVersion { .. }
+            | E::Decode { .. }
+            | E::Io { .. }
+            | E::Netlink { .. }
+            | E::Nft { .. }
+            | E::Plugin { .. } => CriError::Internal(err.to_string()),
         }
     }
 }
