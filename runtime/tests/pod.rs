@@ -33,7 +33,7 @@ fn containers_join_pinned_pod_namespaces() {
     let f = Fixture::new("pinned");
     let pod_dir = f.dir.path().join("pods/p1");
     let which = PodNamespaces { net: true, ipc: true, uts: true };
-    let pinned = namespaces::pin(&pod_dir, which, Some("pod-host")).unwrap();
+    let pinned = namespaces::pin(&pod_dir, which, Some("pod-host"), &[]).unwrap();
     let (net, ipc, uts) = (pinned.net.clone().unwrap(), pinned.ipc.clone().unwrap(), pinned.uts.clone().unwrap());
     // No process holds them: the pins are bind mounts.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -93,4 +93,43 @@ fn shared_pid_namespace_with_pause() {
     pause::stop(&pod_dir).unwrap(); // idempotent
     assert!(!p.process.is_alive());
     assert!(pause::running(&pod_dir).unwrap().is_none());
+}
+
+#[test]
+fn pod_sysctls_land_in_the_pinned_namespaces_only() {
+    let f = Fixture::new("sysctl");
+    let pod_dir = f.dir.path().join("pods/p2");
+    let which = PodNamespaces { net: true, ipc: true, uts: false };
+    let host_range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let host_shmmni = std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap();
+    let sysctls = vec![
+        ("net.ipv4.ip_local_port_range".to_string(), "40000 40100".to_string()),
+        ("kernel/shmmni".to_string(), "1234".to_string()),
+    ];
+    let pinned = namespaces::pin(&pod_dir, which, None, &sysctls).unwrap();
+    let read_in = |ns: &Path, flag: &str, file: &str| {
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("{flag}={}", ns.display()))
+            .args(["cat", file])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let net = pinned.net.clone().unwrap();
+    let ipc = pinned.ipc.clone().unwrap();
+    assert_eq!(read_in(&net, "--net", "/proc/sys/net/ipv4/ip_local_port_range").split_whitespace().collect::<Vec<_>>(), ["40000", "40100"]);
+    assert_eq!(read_in(&ipc, "--ipc", "/proc/sys/kernel/shmmni").trim(), "1234");
+    // The host kept its values.
+    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap(), host_range);
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap(), host_shmmni);
+    namespaces::unpin(&pod_dir).unwrap();
+
+    // A host-wide sysctl, or one of a namespace the pod does not own, is refused up front.
+    for key in ["vm.swappiness", "kernel.shmmni", "net.ipv4.ip_forward/../../vm/swappiness"] {
+        let which = PodNamespaces { net: true, ipc: false, uts: false };
+        let err = namespaces::pin(&pod_dir, which, None, &[(key.to_string(), "1".to_string())]).unwrap_err();
+        assert!(err.to_string().contains("not a namespaced sysctl"), "{key}: {err}");
+    }
+    assert!(!pod_dir.join("ns/net").exists(), "a refused pin leaves nothing");
 }
