@@ -99,11 +99,19 @@ fn pin_on_this_thread(
 /// namespace. Names use dots or slashes as separators, as Kubernetes allows.
 fn sysctl_path(key: &str, which: PodNamespaces) -> Result<PathBuf> {
     let dotted = if key.contains('/') { key.replace('/', ".") } else { key.to_string() };
-    let well_formed = !dotted.is_empty()
-        && dotted.split('.').all(|part| !part.is_empty() && part != ".." && !part.contains('\0'));
-    let ipc = ["kernel.shmmax", "kernel.shmall", "kernel.shmmni", "kernel.shm_rmid_forced", "kernel.msgmax",
-        "kernel.msgmnb", "kernel.msgmni", "kernel.sem"]
-        .contains(&dotted.as_str())
+    let well_formed =
+        !dotted.is_empty() && dotted.split('.').all(|part| !part.is_empty() && part != ".." && !part.contains('\0'));
+    let ipc = [
+        "kernel.shmmax",
+        "kernel.shmall",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+    ]
+    .contains(&dotted.as_str())
         || dotted.starts_with("fs.mqueue.");
     let allowed = well_formed && ((dotted.starts_with("net.") && which.net) || (ipc && which.ipc));
     if !allowed {

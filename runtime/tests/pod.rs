@@ -118,7 +118,10 @@ fn pod_sysctls_land_in_the_pinned_namespaces_only() {
     };
     let net = pinned.net.clone().unwrap();
     let ipc = pinned.ipc.clone().unwrap();
-    assert_eq!(read_in(&net, "--net", "/proc/sys/net/ipv4/ip_local_port_range").split_whitespace().collect::<Vec<_>>(), ["40000", "40100"]);
+    assert_eq!(
+        read_in(&net, "--net", "/proc/sys/net/ipv4/ip_local_port_range").split_whitespace().collect::<Vec<_>>(),
+        ["40000", "40100"]
+    );
     assert_eq!(read_in(&ipc, "--ipc", "/proc/sys/kernel/shmmni").trim(), "1234");
     // The host kept its values.
     assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap(), host_range);

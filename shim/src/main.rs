@@ -10,6 +10,7 @@ mod container;
 mod cri;
 mod error;
 mod images;
+mod pod;
 mod server;
 mod store;
 

@@ -29,12 +29,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = bind_socket(&config.socket)?;
     let socket_ino = fs::metadata(&config.socket)?.ino();
 
-    let daemon = Daemon::new(config.clone())?;
+    let daemon = Daemon::open(config.clone()).await?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(),
         state_dir = %config.state_dir.display(), version = env!("CARGO_PKG_VERSION"), "corral serving");
 
     let result = tonic::transport::Server::builder()
-        .trace_fn(|req| tracing::info_span!("cri", rpc = rpc_name(req.uri().path())))
+        .trace_fn(|req| tracing::info_span!("cri", rpc = rpc_name(req.uri().path()), id = tracing::field::Empty))
         .add_service(
             RuntimeServiceServer::new(RuntimeServer::new(daemon.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)

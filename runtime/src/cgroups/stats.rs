@@ -22,9 +22,18 @@ pub struct Stats {
     pub memory_working_set_bytes: u64,
     /// Anonymous memory (v1 `total_rss`, v2 `anon`).
     pub memory_rss_bytes: u64,
+    /// The memory limit, if one is set.
+    pub memory_limit_bytes: Option<u64>,
+    /// Cumulative page faults.
+    pub page_faults: u64,
+    /// Cumulative major page faults (those that needed I/O).
+    pub major_page_faults: u64,
     /// Number of tasks.
     pub pids: u64,
 }
+
+/// Limits at or above this are "unlimited" (v1 reports PAGE_COUNTER_MAX pages, v2 "max").
+const UNLIMITED: u64 = 1 << 62;
 
 /// `key value` lines (cpu.stat, memory.stat, memory.events): the value of `key`.
 pub(crate) fn field(text: &str, key: &str) -> Option<u64> {
@@ -38,18 +47,21 @@ pub(crate) fn read(cg: &Cgroup) -> Stats {
     } else {
         cg.controller_of::<CpuAcctController>().map(|c| c.cpuacct().usage).unwrap_or(0)
     };
-    let (usage, inactive_file, rss) = match cg.controller_of::<MemController>() {
+    let mut limit = None;
+    let (usage, inactive_file, rss, faults, major_faults) = match cg.controller_of::<MemController>() {
         Some(mem) => {
             let m = mem.memory_stat();
+            limit = u64::try_from(m.limit_in_bytes).ok().filter(|l| *l < UNLIMITED);
             if v2 {
                 // cgroups-rs parses v2 memory.stat into the same struct; `anon` has no field.
                 let anon = m.stat.raw.get("anon").copied().unwrap_or(0);
-                (m.usage_in_bytes, m.stat.inactive_file, anon)
+                (m.usage_in_bytes, m.stat.inactive_file, anon, m.stat.pgfault, m.stat.pgmajfault)
             } else {
-                (m.usage_in_bytes, m.stat.total_inactive_file, m.stat.total_rss)
+                let s = &m.stat;
+                (m.usage_in_bytes, s.total_inactive_file, s.total_rss, s.total_pgfault, s.total_pgmajfault)
             }
         }
-        None => (0, 0, 0),
+        None => (0, 0, 0, 0, 0),
     };
     let pids = cg.controller_of::<PidController>().and_then(|p| p.get_pid_current().ok()).unwrap_or(0);
     Stats {
@@ -58,6 +70,9 @@ pub(crate) fn read(cg: &Cgroup) -> Stats {
         memory_usage_bytes: usage,
         memory_working_set_bytes: usage.saturating_sub(inactive_file),
         memory_rss_bytes: rss,
+        memory_limit_bytes: limit,
+        page_faults: faults,
+        major_page_faults: major_faults,
         pids,
     }
 }

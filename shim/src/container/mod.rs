@@ -24,7 +24,6 @@
 
 // The CreateContainer handler (lifecycle issue) is the caller; until it is wired in, the
 // items here are used only by their tests.
-#![allow(dead_code, unused_imports)]
 
 mod caps;
 mod devices;
@@ -45,9 +44,19 @@ mod volumes;
 #[cfg(test)]
 mod testutil;
 
-pub use error::{ErrorKind, SpecError};
+pub use error::SpecError;
 pub use host::HostFacts;
-pub use mountinfo::MountTable;
 pub use namespaces::user_namespace_mappings;
-pub use spec::{BuiltSpec, ImageConfig, PodPaths, SpecInputs, container_spec};
+pub use spec::{ImageConfig, PodPaths, SpecInputs, container_spec};
 pub use stop_signal::signal_number;
+
+/// The OCI resources for a CRI resource update (UpdateContainerResources), with the same
+/// rules as at create.
+pub fn linux_resources(
+    cri: &corral_cri::v1::LinuxContainerResources,
+    host: &HostFacts,
+) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
+    let mut resources = oci_spec::runtime::LinuxResources::default();
+    resources::apply(&mut resources, Some(cri), host)?;
+    Ok(resources)
+}

@@ -274,7 +274,7 @@ mod tests {
             cgroup_ns: false,
         })
         .unwrap_err();
-        assert_eq!(err.kind(), crate::container::ErrorKind::NotFound);
+        assert_eq!(err.kind(), crate::container::error::ErrorKind::NotFound);
         assert!(err.to_string().contains("\"abc123\""), "{err}");
 
         let bogus = v1::NamespaceOption { pid: 9, ..Default::default() };

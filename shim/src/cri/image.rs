@@ -59,10 +59,11 @@ impl Daemon {
         Ok(v1::RemoveImageResponse {})
     }
 
-    /// Whether a container uses the image. The containers issue fills this in from its
-    /// container records; until then no container exists, so no image is in use.
-    fn image_in_use(&self, _id: &ImageId) -> bool {
-        false
+    /// Whether any container (in any state) was created from the image: removing it would
+    /// pull the layers out from under the container's rootfs.
+    fn image_in_use(&self, id: &ImageId) -> bool {
+        let id = id.to_string();
+        self.containers.list().iter().any(|c| c.image_id == id)
     }
 
     /// Real bytes and inodes under the image store; kubelet's image GC and eviction act on them.
@@ -144,7 +145,6 @@ fn verbose_info(image: &Image) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::images::tests::registry::TestRegistry;
 
     fn spec(image: &str) -> Option<v1::ImageSpec> {
@@ -156,8 +156,7 @@ mod tests {
         let registry = TestRegistry::start();
         let pushed = crate::images::tests::push_busybox(&registry, "busybox", "latest").await;
         let dir = tempfile::tempdir().unwrap();
-        let config = Config { root: dir.path().join("root"), state_dir: dir.path().join("state"), ..Config::default() };
-        let daemon = Daemon::new(config).unwrap();
+        let daemon = crate::cri::test_daemon(dir.path()).await;
         let name = format!("{}/busybox:latest", registry.addr);
 
         // Unknown image: empty status, no error; removal succeeds.

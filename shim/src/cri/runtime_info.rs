@@ -7,7 +7,6 @@ use std::path::Path;
 use corral_cri::v1;
 
 use super::Daemon;
-use crate::config::NetworkMode;
 use crate::error::{CriError, CriResult};
 
 /// The name reported as `runtime_name`.
@@ -25,8 +24,8 @@ impl Daemon {
         })
     }
 
-    pub(super) fn status(&self, req: v1::StatusRequest) -> CriResult<v1::StatusResponse> {
-        let conditions = vec![self.runtime_condition(), self.network_condition()];
+    pub(super) async fn status(&self, req: v1::StatusRequest) -> CriResult<v1::StatusResponse> {
+        let conditions = vec![self.runtime_condition(), self.network_condition().await];
         let mut info = HashMap::new();
         if req.verbose {
             info.insert("config".to_string(), self.config.to_toml());
@@ -62,13 +61,9 @@ impl Daemon {
         condition("RuntimeReady", problem, "RuntimeNotReady")
     }
 
-    fn network_condition(&self) -> v1::RuntimeCondition {
-        let problem = match self.config.network.mode {
-            NetworkMode::Builtin => {
-                Some("corral's builtin pod network is not implemented yet (net-plugin issue)".to_string())
-            }
-            NetworkMode::Cni => Some("CNI plugin support is not implemented yet (net-plugin issue)".to_string()),
-        };
+    /// Ready when the network plugin says so (CNI STATUS, or the builtin bridge's checks).
+    async fn network_condition(&self) -> v1::RuntimeCondition {
+        let problem = self.network.status().await.err().map(|e| e.to_string());
         condition("NetworkReady", problem, "NetworkPluginNotReady")
     }
 
@@ -130,52 +125,48 @@ fn is_cidr(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
-    fn daemon(dir: &Path) -> std::sync::Arc<Daemon> {
-        let config = Config { root: dir.join("root"), state_dir: dir.join("state"), ..Config::default() };
-        std::fs::create_dir_all(&config.root).unwrap();
-        std::fs::create_dir_all(&config.state_dir).unwrap();
-        Daemon::new(config).unwrap()
+    async fn daemon(dir: &Path) -> crate::cri::TestDaemon {
+        crate::cri::test_daemon(dir).await
     }
 
-    #[test]
-    fn status_reports_both_conditions_and_verbose_config() {
+    #[tokio::test]
+    async fn status_reports_both_conditions_and_verbose_config() {
         let dir = tempfile::tempdir().unwrap();
-        let d = daemon(dir.path());
-        let resp = d.status(v1::StatusRequest { verbose: true }).unwrap();
+        let d = daemon(dir.path()).await;
+        let resp = d.status(v1::StatusRequest { verbose: true }).await.unwrap();
         let conds = resp.status.unwrap().conditions;
         let runtime = conds.iter().find(|c| c.r#type == "RuntimeReady").unwrap();
         assert!(runtime.status, "{runtime:?}");
         let network = conds.iter().find(|c| c.r#type == "NetworkReady").unwrap();
         assert!(!network.reason.is_empty() || network.status);
         assert!(resp.info["config"].contains(&dir.path().join("root").display().to_string()));
-        assert!(d.status(v1::StatusRequest { verbose: false }).unwrap().info.is_empty());
+        assert!(d.status(v1::StatusRequest { verbose: false }).await.unwrap().info.is_empty());
     }
 
-    #[test]
-    fn runtime_not_ready_when_state_dir_is_gone() {
+    #[tokio::test]
+    async fn runtime_not_ready_when_state_dir_is_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let d = daemon(dir.path());
-        std::fs::remove_dir(dir.path().join("state")).unwrap();
-        let conds = d.status(v1::StatusRequest::default()).unwrap().status.unwrap().conditions;
+        let d = daemon(dir.path()).await;
+        std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+        let conds = d.status(v1::StatusRequest::default()).await.unwrap().status.unwrap().conditions;
         let runtime = conds.iter().find(|c| c.r#type == "RuntimeReady").unwrap();
         assert!(!runtime.status);
         assert_eq!(runtime.reason, "RuntimeNotReady");
         assert!(runtime.message.contains("state"), "{}", runtime.message);
     }
 
-    #[test]
-    fn runtime_config_says_cgroupfs() {
+    #[tokio::test]
+    async fn runtime_config_says_cgroupfs() {
         let dir = tempfile::tempdir().unwrap();
-        let resp = daemon(dir.path()).runtime_config(v1::RuntimeConfigRequest {}).unwrap();
+        let resp = daemon(dir.path()).await.runtime_config(v1::RuntimeConfigRequest {}).unwrap();
         assert_eq!(resp.linux.unwrap().cgroup_driver, v1::CgroupDriver::Cgroupfs as i32);
     }
 
-    #[test]
-    fn update_runtime_config_validates_and_keeps_the_cidr() {
+    #[tokio::test]
+    async fn update_runtime_config_validates_and_keeps_the_cidr() {
         let dir = tempfile::tempdir().unwrap();
-        let d = daemon(dir.path());
+        let d = daemon(dir.path()).await;
         let req = |cidr: &str| v1::UpdateRuntimeConfigRequest {
             runtime_config: Some(v1::RuntimeConfig {
                 network_config: Some(v1::NetworkConfig { pod_cidr: cidr.into() }),

@@ -31,37 +31,37 @@ impl RuntimeService for RuntimeServer {
 
     async fn run_pod_sandbox(
         &self,
-        _req: Request<v1::RunPodSandboxRequest>,
+        req: Request<v1::RunPodSandboxRequest>,
     ) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
-        reply(Err(CriError::Unimplemented("RunPodSandbox")))
+        reply(self.daemon.run_pod_sandbox(req.into_inner()).await)
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _req: Request<v1::StopPodSandboxRequest>,
+        req: Request<v1::StopPodSandboxRequest>,
     ) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
-        reply(Err(CriError::Unimplemented("StopPodSandbox")))
+        reply(self.daemon.stop_pod_sandbox(req.into_inner()).await)
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _req: Request<v1::RemovePodSandboxRequest>,
+        req: Request<v1::RemovePodSandboxRequest>,
     ) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
-        reply(Err(CriError::Unimplemented("RemovePodSandbox")))
+        reply(self.daemon.remove_pod_sandbox(req.into_inner()).await)
     }
 
     async fn pod_sandbox_status(
         &self,
-        _req: Request<v1::PodSandboxStatusRequest>,
+        req: Request<v1::PodSandboxStatusRequest>,
     ) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
-        reply(Err(CriError::Unimplemented("PodSandboxStatus")))
+        reply(self.daemon.pod_sandbox_status(req.into_inner()))
     }
 
     async fn list_pod_sandbox(
         &self,
-        _req: Request<v1::ListPodSandboxRequest>,
+        req: Request<v1::ListPodSandboxRequest>,
     ) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
-        reply(Err(CriError::Unimplemented("ListPodSandbox")))
+        reply(self.daemon.list_pod_sandbox(req.into_inner()))
     }
 
     type StreamPodSandboxesStream = BoxStream<v1::StreamPodSandboxesResponse>;
@@ -75,37 +75,37 @@ impl RuntimeService for RuntimeServer {
 
     async fn create_container(
         &self,
-        _req: Request<v1::CreateContainerRequest>,
+        req: Request<v1::CreateContainerRequest>,
     ) -> Result<Response<v1::CreateContainerResponse>, Status> {
-        reply(Err(CriError::Unimplemented("CreateContainer")))
+        reply(self.daemon.create_container(req.into_inner()).await)
     }
 
     async fn start_container(
         &self,
-        _req: Request<v1::StartContainerRequest>,
+        req: Request<v1::StartContainerRequest>,
     ) -> Result<Response<v1::StartContainerResponse>, Status> {
-        reply(Err(CriError::Unimplemented("StartContainer")))
+        reply(self.daemon.start_container(req.into_inner()).await)
     }
 
     async fn stop_container(
         &self,
-        _req: Request<v1::StopContainerRequest>,
+        req: Request<v1::StopContainerRequest>,
     ) -> Result<Response<v1::StopContainerResponse>, Status> {
-        reply(Err(CriError::Unimplemented("StopContainer")))
+        reply(self.daemon.stop_container(req.into_inner()).await)
     }
 
     async fn remove_container(
         &self,
-        _req: Request<v1::RemoveContainerRequest>,
+        req: Request<v1::RemoveContainerRequest>,
     ) -> Result<Response<v1::RemoveContainerResponse>, Status> {
-        reply(Err(CriError::Unimplemented("RemoveContainer")))
+        reply(self.daemon.remove_container(req.into_inner()).await)
     }
 
     async fn list_containers(
         &self,
-        _req: Request<v1::ListContainersRequest>,
+        req: Request<v1::ListContainersRequest>,
     ) -> Result<Response<v1::ListContainersResponse>, Status> {
-        reply(Err(CriError::Unimplemented("ListContainers")))
+        reply(self.daemon.list_containers(req.into_inner()))
     }
 
     type StreamContainersStream = BoxStream<v1::StreamContainersResponse>;
@@ -119,27 +119,27 @@ impl RuntimeService for RuntimeServer {
 
     async fn container_status(
         &self,
-        _req: Request<v1::ContainerStatusRequest>,
+        req: Request<v1::ContainerStatusRequest>,
     ) -> Result<Response<v1::ContainerStatusResponse>, Status> {
-        reply(Err(CriError::Unimplemented("ContainerStatus")))
+        reply(self.daemon.container_status(req.into_inner()))
     }
 
     async fn update_container_resources(
         &self,
-        _req: Request<v1::UpdateContainerResourcesRequest>,
+        req: Request<v1::UpdateContainerResourcesRequest>,
     ) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
-        reply(Err(CriError::Unimplemented("UpdateContainerResources")))
+        reply(self.daemon.update_container_resources(req.into_inner()).await)
     }
 
     async fn reopen_container_log(
         &self,
-        _req: Request<v1::ReopenContainerLogRequest>,
+        req: Request<v1::ReopenContainerLogRequest>,
     ) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
-        reply(Err(CriError::Unimplemented("ReopenContainerLog")))
+        reply(self.daemon.reopen_container_log(req.into_inner()))
     }
 
-    async fn exec_sync(&self, _req: Request<v1::ExecSyncRequest>) -> Result<Response<v1::ExecSyncResponse>, Status> {
-        reply(Err(CriError::Unimplemented("ExecSync")))
+    async fn exec_sync(&self, req: Request<v1::ExecSyncRequest>) -> Result<Response<v1::ExecSyncResponse>, Status> {
+        reply(self.daemon.exec_sync(req.into_inner()).await)
     }
 
     async fn exec(&self, _req: Request<v1::ExecRequest>) -> Result<Response<v1::ExecResponse>, Status> {
@@ -159,16 +159,16 @@ impl RuntimeService for RuntimeServer {
 
     async fn container_stats(
         &self,
-        _req: Request<v1::ContainerStatsRequest>,
+        req: Request<v1::ContainerStatsRequest>,
     ) -> Result<Response<v1::ContainerStatsResponse>, Status> {
-        reply(Err(CriError::Unimplemented("ContainerStats")))
+        reply(self.daemon.container_stats(req.into_inner()))
     }
 
     async fn list_container_stats(
         &self,
-        _req: Request<v1::ListContainerStatsRequest>,
+        req: Request<v1::ListContainerStatsRequest>,
     ) -> Result<Response<v1::ListContainerStatsResponse>, Status> {
-        reply(Err(CriError::Unimplemented("ListContainerStats")))
+        reply(self.daemon.list_container_stats(req.into_inner()))
     }
 
     type StreamContainerStatsStream = BoxStream<v1::StreamContainerStatsResponse>;
@@ -182,16 +182,16 @@ impl RuntimeService for RuntimeServer {
 
     async fn pod_sandbox_stats(
         &self,
-        _req: Request<v1::PodSandboxStatsRequest>,
+        req: Request<v1::PodSandboxStatsRequest>,
     ) -> Result<Response<v1::PodSandboxStatsResponse>, Status> {
-        reply(Err(CriError::Unimplemented("PodSandboxStats")))
+        reply(self.daemon.pod_sandbox_stats(req.into_inner()))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _req: Request<v1::ListPodSandboxStatsRequest>,
+        req: Request<v1::ListPodSandboxStatsRequest>,
     ) -> Result<Response<v1::ListPodSandboxStatsResponse>, Status> {
-        reply(Err(CriError::Unimplemented("ListPodSandboxStats")))
+        reply(self.daemon.list_pod_sandbox_stats(req.into_inner()))
     }
 
     type StreamPodSandboxStatsStream = BoxStream<v1::StreamPodSandboxStatsResponse>;
@@ -211,7 +211,7 @@ impl RuntimeService for RuntimeServer {
     }
 
     async fn status(&self, req: Request<v1::StatusRequest>) -> Result<Response<v1::StatusResponse>, Status> {
-        reply(self.daemon.status(req.into_inner()))
+        reply(self.daemon.status(req.into_inner()).await)
     }
 
     async fn checkpoint_container(
@@ -241,7 +241,7 @@ impl RuntimeService for RuntimeServer {
         &self,
         _req: Request<v1::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        reply(Err(CriError::Unimplemented("GetContainerEvents")))
+        Ok(Response::new(self.daemon.events.subscribe()))
     }
 
     async fn list_metric_descriptors(
@@ -276,8 +276,8 @@ impl RuntimeService for RuntimeServer {
 
     async fn update_pod_sandbox_resources(
         &self,
-        _req: Request<v1::UpdatePodSandboxResourcesRequest>,
+        req: Request<v1::UpdatePodSandboxResourcesRequest>,
     ) -> Result<Response<v1::UpdatePodSandboxResourcesResponse>, Status> {
-        reply(Err(CriError::Unimplemented("UpdatePodSandboxResources")))
+        reply(self.daemon.update_pod_sandbox_resources(req.into_inner()))
     }
 }

@@ -40,11 +40,7 @@ pub fn resolv_conf(dns: Option<&v1::DnsConfig>, host_resolv: &Path) -> std::io::
 /// The contents of `/etc/hosts`: the host's for host-network pods, the standard local
 /// names otherwise.
 pub fn hosts(host_network: bool, host_hosts: &Path) -> std::io::Result<String> {
-    if host_network {
-        std::fs::read_to_string(host_hosts)
-    } else {
-        Ok(POD_HOSTS.to_string())
-    }
+    if host_network { std::fs::read_to_string(host_hosts) } else { Ok(POD_HOSTS.to_string()) }
 }
 
 /// Checks a DNS config before it reaches a file: one entry per token, no line breaks that
@@ -97,7 +93,8 @@ mod tests {
         assert!(validate_dns(&bad).is_err());
         let bad = v1::DnsConfig { servers: vec!["dns.example".into()], ..Default::default() };
         assert!(validate_dns(&bad).unwrap_err().contains("not an IP"));
-        let ok = v1::DnsConfig { servers: vec!["fd00::10".into()], options: vec!["ndots:2".into()], ..Default::default() };
+        let ok =
+            v1::DnsConfig { servers: vec!["fd00::10".into()], options: vec!["ndots:2".into()], ..Default::default() };
         assert!(validate_dns(&ok).is_ok());
     }
 

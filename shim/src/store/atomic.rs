@@ -9,8 +9,11 @@ use std::path::Path;
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("record");
-    // Temp names start with '.' so that loaders skip them; the pid keeps two writers apart.
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    // Temp names start with '.' so that loaders skip them; pid and a counter keep any two
+    // writers (two daemons, two tasks of one daemon) apart.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let result = (|| {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;

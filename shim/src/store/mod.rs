@@ -8,6 +8,7 @@
 
 pub mod atomic;
 pub mod names;
+pub mod records;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -36,6 +37,9 @@ pub struct Unreadable {
 pub struct Table<T> {
     dir: PathBuf,
     rows: RwLock<BTreeMap<String, Arc<T>>>,
+    /// Held across a change's read-modify-write and its disk write, so two concurrent changes
+    /// to one record (an exit watcher and a stop) cannot lose one another's fields.
+    writer: Mutex<()>,
 }
 
 /// Why an id prefix did not name exactly one object.
@@ -78,11 +82,16 @@ impl<T: Record> Table<T> {
                 Err(reason) => unreadable.push(Unreadable { id: id.to_string(), reason }),
             }
         }
-        Ok((Table { dir: dir.to_path_buf(), rows: RwLock::new(rows) }, unreadable))
+        Ok((Table { dir: dir.to_path_buf(), rows: RwLock::new(rows), writer: Mutex::new(()) }, unreadable))
     }
 
     /// Persists `record` and makes it the current version.
     pub fn put(&self, record: T) -> io::Result<Arc<T>> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.put_locked(record)
+    }
+
+    fn put_locked(&self, record: T) -> io::Result<Arc<T>> {
         let bytes = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
         atomic::write(&self.path(record.id()), &bytes)?;
         let record = Arc::new(record);
@@ -96,14 +105,16 @@ impl<T: Record> Table<T> {
     where
         T: Clone,
     {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let Some(current) = self.get(id) else { return Ok(None) };
         let mut next = (*current).clone();
         change(&mut next);
-        self.put(next).map(Some)
+        self.put_locked(next).map(Some)
     }
 
     /// Forgets a record, on disk first.
     pub fn remove(&self, id: &str) -> io::Result<()> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         atomic::remove(&self.path(id))?;
         self.write_rows().remove(id);
         Ok(())
@@ -216,8 +227,35 @@ mod tests {
 
         let (again, bad) = Table::<Thing>::open(dir.path()).unwrap();
         assert!(bad.is_empty());
+        drop(table);
         let all: Vec<Thing> = again.list().iter().map(|t| (**t).clone()).collect();
         assert_eq!(all, vec![Thing { id: "abc".into(), n: 10 }]);
+    }
+
+    #[test]
+    fn concurrent_updates_of_one_record_lose_nothing() {
+        #[derive(Clone, Serialize, Deserialize)]
+        struct Counter {
+            id: String,
+            a: u32,
+            b: u32,
+        }
+        impl Record for Counter {
+            fn id(&self) -> &str {
+                &self.id
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (table, _) = Table::<Counter>::open(dir.path()).unwrap();
+        table.put(Counter { id: "x".into(), a: 0, b: 0 }).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| (0..50).for_each(|_| drop(table.update("x", |c| c.a += 1).unwrap())));
+            s.spawn(|| (0..50).for_each(|_| drop(table.update("x", |c| c.b += 1).unwrap())));
+        });
+        let x = table.get("x").unwrap();
+        assert_eq!((x.a, x.b), (50, 50));
+        let (reloaded, _) = Table::<Counter>::open(dir.path()).unwrap();
+        assert_eq!(reloaded.get("x").map(|x| (x.a, x.b)), Some((50, 50)));
     }
 
     #[test]

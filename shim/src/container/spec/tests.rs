@@ -9,11 +9,12 @@ use oci_spec::runtime::{Capability, LinuxDeviceType, LinuxNamespaceType, Mount};
 
 use super::*;
 use crate::container::caps::CapSets;
+use crate::container::error::ErrorKind;
+use crate::container::signal_number;
 use crate::container::testutil::{
     DEFAULT_CAPS, DEFAULT_MASKED, DEFAULT_PATH, DEFAULT_READONLY, Layers, TestPod, base_spec, default_seccomp,
     host_facts, mkdir,
 };
-use crate::container::{ErrorKind, signal_number};
 
 /// An image, a pod, a state directory: what a CreateContainer call has at hand.
 struct Fixture {

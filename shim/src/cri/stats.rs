@@ -1,0 +1,238 @@
+//! Stats RPCs: ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats.
+//!
+//! kubelet uses the CRI stats path (for any runtime but CRI-O), so these numbers drive its
+//! summary API, eviction and autoscaling: they come from the cgroups, the writable layer on
+//! disk and the pod's network interfaces, measured at call time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use corral_cri::v1;
+
+use super::filters::{id_matches, labels_match};
+use super::{Daemon, now_nanos};
+use crate::error::{CriError, CriResult};
+use crate::images::fs_usage;
+use crate::store::records::{ContainerRecord, ContainerState, SandboxRecord, SandboxState};
+
+/// The previous CPU sample of each container or pod, to turn cumulative CPU time into a
+/// rate (`usage_nano_cores`), as cAdvisor does.
+#[derive(Default)]
+pub struct CpuSamples {
+    last: Mutex<HashMap<String, (i64, u64)>>,
+}
+
+impl CpuSamples {
+    /// Records `(timestamp ns, cumulative ns)` for `key` and returns the rate since the last
+    /// sample in nanocores, if there was one.
+    fn rate(&self, key: &str, timestamp: i64, usage: u64) -> Option<u64> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = last.insert(key.to_string(), (timestamp, usage));
+        let (t0, u0) = previous?;
+        let dt = u64::try_from(timestamp - t0).ok().filter(|dt| *dt > 0)?;
+        Some(usage.saturating_sub(u0).saturating_mul(1_000_000_000) / dt)
+    }
+
+    fn forget(&self, keep: impl Fn(&str) -> bool) {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| keep(k));
+    }
+}
+
+impl Daemon {
+    pub(super) fn container_stats(&self, req: v1::ContainerStatsRequest) -> CriResult<v1::ContainerStatsResponse> {
+        let id = self.resolve_container(&req.container_id)?;
+        let record = self.containers.get(&id).ok_or_else(|| CriError::NotFound(format!("container {id} not found")))?;
+        Ok(v1::ContainerStatsResponse { stats: Some(self.stats_of(&record)) })
+    }
+
+    pub(super) fn list_container_stats(
+        &self,
+        req: v1::ListContainerStatsRequest,
+    ) -> CriResult<v1::ListContainerStatsResponse> {
+        let filter = req.filter.unwrap_or_default();
+        let containers = self.containers.list();
+        self.cpu.forget(|k| k.starts_with("pod/") || containers.iter().any(|c| c.id == k));
+        let stats = containers
+            .iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .filter(|c| id_matches(&filter.id, &c.id))
+            .filter(|c| id_matches(&filter.pod_sandbox_id, &c.sandbox_id))
+            .filter(|c| labels_match(&filter.label_selector, &c.config.labels))
+            .map(|c| self.stats_of(c))
+            .collect();
+        Ok(v1::ListContainerStatsResponse { stats })
+    }
+
+    pub(super) fn pod_sandbox_stats(&self, req: v1::PodSandboxStatsRequest) -> CriResult<v1::PodSandboxStatsResponse> {
+        let id = self.resolve_sandbox(&req.pod_sandbox_id)?;
+        let record =
+            self.sandboxes.get(&id).ok_or_else(|| CriError::NotFound(format!("pod sandbox {id} not found")))?;
+        Ok(v1::PodSandboxStatsResponse { stats: Some(self.pod_stats_of(&record)) })
+    }
+
+    pub(super) fn list_pod_sandbox_stats(
+        &self,
+        req: v1::ListPodSandboxStatsRequest,
+    ) -> CriResult<v1::ListPodSandboxStatsResponse> {
+        let filter = req.filter.unwrap_or_default();
+        let stats = self
+            .sandboxes
+            .list()
+            .iter()
+            .filter(|s| s.state == SandboxState::Ready)
+            .filter(|s| id_matches(&filter.id, &s.id))
+            .filter(|s| labels_match(&filter.label_selector, &s.config.labels))
+            .map(|s| self.pod_stats_of(s))
+            .collect();
+        Ok(v1::ListPodSandboxStatsResponse { stats })
+    }
+
+    /// One container's stats; a container that is not running reports only its disk use.
+    fn stats_of(&self, c: &ContainerRecord) -> v1::ContainerStats {
+        let timestamp = now_nanos();
+        let mut stats = v1::ContainerStats {
+            attributes: Some(v1::ContainerAttributes {
+                id: c.id.clone(),
+                metadata: c.config.metadata.clone(),
+                labels: c.config.labels.clone(),
+                annotations: c.config.annotations.clone(),
+            }),
+            writable_layer: Some(self.writable_layer(c, timestamp)),
+            ..Default::default()
+        };
+        if c.state == ContainerState::Running {
+            match self.runtime.stats(&c.id) {
+                Ok(s) => {
+                    stats.cpu = Some(self.cpu_usage(&c.id, timestamp, s.cpu_usage_ns));
+                    stats.memory = Some(memory_usage(timestamp, &s));
+                }
+                Err(e) => tracing::debug!(container = %c.id, "stats: {e}"),
+            }
+        }
+        stats
+    }
+
+    fn pod_stats_of(&self, s: &SandboxRecord) -> v1::PodSandboxStats {
+        let timestamp = now_nanos();
+        let containers: Vec<v1::ContainerStats> = self
+            .containers
+            .list()
+            .iter()
+            .filter(|c| c.sandbox_id == s.id && c.state == ContainerState::Running)
+            .map(|c| self.stats_of(c))
+            .collect();
+        let cgroup = corral_runtime::cgroups::Cgroup::open(&s.cgroup_parent).and_then(|g| g.stats()).ok();
+        let processes = cgroup.as_ref().map(|g| g.pids).unwrap_or(0);
+        let linux = v1::LinuxPodSandboxStats {
+            cpu: cgroup.as_ref().map(|g| self.cpu_usage(&format!("pod/{}", s.id), timestamp, g.cpu_usage_ns)),
+            memory: cgroup.as_ref().map(|g| memory_usage(timestamp, g)),
+            network: self.network_usage(s, timestamp),
+            process: Some(v1::ProcessUsage { timestamp, process_count: Some(v1::UInt64Value { value: processes }) }),
+            containers,
+            io: None,
+        };
+        v1::PodSandboxStats {
+            attributes: Some(v1::PodSandboxAttributes {
+                id: s.id.clone(),
+                metadata: s.config.metadata.clone(),
+                labels: s.config.labels.clone(),
+                annotations: s.config.annotations.clone(),
+            }),
+            linux: Some(linux),
+            windows: None,
+        }
+    }
+
+    fn cpu_usage(&self, key: &str, timestamp: i64, usage_ns: u64) -> v1::CpuUsage {
+        v1::CpuUsage {
+            timestamp,
+            usage_core_nano_seconds: Some(v1::UInt64Value { value: usage_ns }),
+            usage_nano_cores: self.cpu.rate(key, timestamp, usage_ns).map(|value| v1::UInt64Value { value }),
+            psi: None,
+        }
+    }
+
+    fn writable_layer(&self, c: &ContainerRecord, timestamp: i64) -> v1::FilesystemUsage {
+        let upper = self.config.root.join("containers-rw").join(&c.id).join("upper");
+        let usage = fs_usage::measure(&upper).unwrap_or_default();
+        v1::FilesystemUsage {
+            timestamp,
+            fs_id: Some(v1::FilesystemIdentifier { mountpoint: upper.display().to_string() }),
+            used_bytes: Some(v1::UInt64Value { value: usage.bytes }),
+            inodes_used: Some(v1::UInt64Value { value: usage.inodes }),
+        }
+    }
+
+    /// Counters of the pod's interfaces, read from /proc/<pid>/net/dev of a process in the
+    /// pod's network namespace (none for host-network pods: kubelet reports the node's).
+    fn network_usage(&self, s: &SandboxRecord, timestamp: i64) -> Option<v1::NetworkUsage> {
+        s.netns.as_ref()?;
+        let pid = self.containers.list().iter().find(|c| c.sandbox_id == s.id).and_then(|c| c.pid)?;
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
+        let mut interfaces: Vec<v1::NetworkInterfaceUsage> =
+            text.lines().skip(2).filter_map(parse_net_dev_line).filter(|i| i.name != "lo").collect();
+        let default_at = interfaces.iter().position(|i| i.name == "eth0")?;
+        let default_interface = interfaces.remove(default_at);
+        Some(v1::NetworkUsage { timestamp, default_interface: Some(default_interface), interfaces })
+    }
+}
+
+fn memory_usage(timestamp: i64, s: &corral_runtime::Stats) -> v1::MemoryUsage {
+    let value = |v: u64| Some(v1::UInt64Value { value: v });
+    v1::MemoryUsage {
+        timestamp,
+        working_set_bytes: value(s.memory_working_set_bytes),
+        available_bytes: s
+            .memory_limit_bytes
+            .map(|limit| v1::UInt64Value { value: limit.saturating_sub(s.memory_working_set_bytes) }),
+        usage_bytes: value(s.memory_usage_bytes),
+        rss_bytes: value(s.memory_rss_bytes),
+        page_faults: value(s.page_faults),
+        major_page_faults: value(s.major_page_faults),
+        psi: None,
+    }
+}
+
+/// One line of /proc/net/dev: `eth0: rx_bytes rx_packets rx_errs ... tx_bytes tx_packets tx_errs ...`.
+fn parse_net_dev_line(line: &str) -> Option<v1::NetworkInterfaceUsage> {
+    let (name, counters) = line.split_once(':')?;
+    let n: Vec<u64> = counters.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    if n.len() < 11 {
+        return None;
+    }
+    let value = |v: u64| Some(v1::UInt64Value { value: v });
+    Some(v1::NetworkInterfaceUsage {
+        name: name.trim().to_string(),
+        rx_bytes: value(n[0]),
+        rx_errors: value(n[2]),
+        tx_bytes: value(n[8]),
+        tx_errors: value(n[10]),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_rate_needs_two_samples() {
+        let samples = CpuSamples::default();
+        assert_eq!(samples.rate("c", 1_000_000_000, 0), None);
+        // half a core for one second
+        assert_eq!(samples.rate("c", 2_000_000_000, 500_000_000), Some(500_000_000));
+        samples.forget(|_| false);
+        assert_eq!(samples.rate("c", 3_000_000_000, 600_000_000), None);
+    }
+
+    #[test]
+    fn net_dev_lines() {
+        let line = "  eth0:    1234      10    1    0    0     0          0         0     5678      20    2    0    0     0       0          0";
+        let usage = parse_net_dev_line(line).unwrap();
+        assert_eq!(usage.name, "eth0");
+        assert_eq!(usage.rx_bytes.unwrap().value, 1234);
+        assert_eq!(usage.rx_errors.unwrap().value, 1);
+        assert_eq!(usage.tx_bytes.unwrap().value, 5678);
+        assert_eq!(usage.tx_errors.unwrap().value, 2);
+        assert!(parse_net_dev_line("Inter-|   Receive").is_none());
+    }
+}
