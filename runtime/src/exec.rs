@@ -106,14 +106,46 @@ fn run(dir: &Path) -> Result<ExitCode> {
             // SAFETY: leave without running the parent's destructors.
             unsafe { libc::_exit(failure_code(&e) as i32) }
         }
-        ForkResult::Parent { child } => loop {
-            match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(ExitCode::from(code as u8)),
-                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(ExitCode::from(128 + sig as u8)),
-                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(Error::sys("waitpid(exec process)", e)),
+        ForkResult::Parent { child } => {
+            forward_termination_to(child);
+            loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => return Ok(ExitCode::from(code as u8)),
+                    Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(ExitCode::from(128 + sig as u8)),
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(Error::sys("waitpid(exec process)", e)),
+                }
             }
-        },
+        }
+    }
+}
+
+/// The exec'd process, for the termination handler.
+static EXEC_CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// SIGTERM/SIGINT/SIGHUP of `corral exec` (a timed-out ExecSync, a client that went away)
+/// SIGKILLs the exec'd process; the waitpid loop then reaps it before `corral exec` exits.
+/// So when the daemon has waited for `corral exec`, the command is gone, not a zombie in
+/// the container. (PR_SET_PDEATHSIG covers a SIGKILLed `corral exec`, without that promise.)
+fn forward_termination_to(child: nix::unistd::Pid) {
+    extern "C" fn kill_child(_: libc::c_int) {
+        let pid = EXEC_CHILD.load(std::sync::atomic::Ordering::Relaxed);
+        if pid > 0 {
+            // SAFETY: kill(2) is async-signal-safe.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    EXEC_CHILD.store(child.as_raw(), std::sync::atomic::Ordering::Relaxed);
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(kill_child),
+        nix::sys::signal::SaFlags::SA_RESTART,
+        nix::sys::signal::SigSet::empty(),
+    );
+    for sig in [nix::sys::signal::Signal::SIGTERM, nix::sys::signal::Signal::SIGINT, nix::sys::signal::Signal::SIGHUP] {
+        // SAFETY: the handler only loads an atomic and calls kill(2), both async-signal-safe.
+        if let Err(e) = unsafe { nix::sys::signal::sigaction(sig, &action) } {
+            tracing::warn!("installing the {sig} handler of corral exec: {e}");
+        }
     }
 }
 

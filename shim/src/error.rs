@@ -27,6 +27,10 @@ pub enum CriError {
     /// The RPC is not implemented by corral (yet).
     #[error("{0} is not implemented by corral")]
     Unimplemented(&'static str),
+    /// An optional feature the request asks for is not supported (gRPC Unimplemented, which
+    /// kubelet and critest read as "this runtime does not have it").
+    #[error("{0}")]
+    Unsupported(String),
     /// The request ran out of time.
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -47,7 +51,7 @@ impl CriError {
             CriError::InvalidArgument(_) => Code::InvalidArgument,
             CriError::FailedPrecondition(_) => Code::FailedPrecondition,
             CriError::Unavailable(_) => Code::Unavailable,
-            CriError::Unimplemented(_) => Code::Unimplemented,
+            CriError::Unimplemented(_) | CriError::Unsupported(_) => Code::Unimplemented,
             CriError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             CriError::Internal(_) => Code::Internal,
         }

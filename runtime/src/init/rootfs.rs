@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::Mode;
 use oci_spec::runtime::{Mount, Spec};
 
 use super::mount_options::{self, MountOptions};
@@ -26,6 +28,10 @@ pub fn prepare(ctx: &InitContext<'_>) -> Result<()> {
     };
     mount(None::<&str>, "/", None::<&str>, propagation | MsFlags::MS_REC, None::<&str>)
         .step(|| format!("make / {propagation:?}"))?;
+    // pivot_root refuses a new root whose parent mount is shared (EINVAL): with an rshared
+    // root (a pod asking for bidirectional propagation) make just that parent private, and
+    // share the new root again after the pivot, as runc does.
+    make_parent_mount_private(&ctx.bundle.rootfs())?;
 
     let root = mount_rootfs(ctx)?;
     let mut has_dev_tmpfs = false;
@@ -42,7 +48,47 @@ pub fn prepare(ctx: &InitContext<'_>) -> Result<()> {
         let cwd = resolve_in_root(&root, process.cwd())?;
         std::fs::create_dir_all(&cwd).step(|| format!("mkdir cwd {cwd:?}"))?;
     }
-    pivot(&root)
+    pivot(&root)?;
+    if propagation.contains(MsFlags::MS_SHARED) {
+        mount(None::<&str>, "/", None::<&str>, propagation | MsFlags::MS_REC, None::<&str>)
+            .step(|| format!("make the new / {propagation:?}"))?;
+    }
+    Ok(())
+}
+
+/// Makes the mount that holds `path`'s parent directory private (not recursively).
+fn make_parent_mount_private(path: &Path) -> Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").step(|| "read /proc/self/mountinfo")?;
+    let mount_point = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .filter(|mp| parent.starts_with(mp))
+        .max_by_key(|mp| mp.as_os_str().len())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    mount(None::<&str>, &mount_point, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
+        .step(|| format!("make {mount_point:?} private"))
+}
+
+/// Mount points in mountinfo escape space, tab, newline and backslash as octal (`\040`).
+fn unescape_mountinfo(field: &str) -> PathBuf {
+    let mut out = Vec::with_capacity(field.len());
+    let bytes = field.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            let octal = std::str::from_utf8(&bytes[i + 1..i + 4]).ok().and_then(|o| u8::from_str_radix(o, 8).ok());
+            if let Some(b) = octal {
+                out.push(b);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
 }
 
 fn is_bind(m: &Mount) -> bool {
@@ -244,16 +290,22 @@ fn mount_cgroup(ctx: &InitContext<'_>, dest: &Path, opts: &MountOptions) -> Resu
     Ok(())
 }
 
-/// Makes `root` the process's `/`. `pivot_root(".", ".")` stacks the old root under the
-/// new one, which is then lazily unmounted, so no host path stays reachable. Where
-/// pivot_root is impossible (a rootfs on the initramfs: EINVAL), fall back to moving the
-/// rootfs onto `/` and chroot, like runc's `--no-pivot`; the host root then stays mounted
-/// underneath, which is why it is only a fallback.
+/// Makes `root` the process's `/`. `pivot_root(".", ".")` stacks the old root on the new
+/// one (no directory needed in the rootfs, which a user-namespaced root may not write);
+/// the old root is then made rslave, so unmounting it cannot propagate to the host, and is
+/// lazily unmounted, so no host path stays reachable. The old root is reached through a
+/// descriptor opened before the pivot: after it, the path "." names the new root's mount
+/// for mount(2), and making that rslave would cut a bidirectional volume off the host.
+/// Where pivot_root is impossible (a rootfs on the initramfs: EINVAL), fall back to moving
+/// the rootfs onto `/` and chroot, like runc's `--no-pivot`; the host root then stays
+/// mounted underneath, which is why it is only a fallback.
 fn pivot(root: &Path) -> Result<()> {
+    let old_root = nix::fcntl::open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .step(|| "open the old root")?;
     nix::unistd::chdir(root).step(|| format!("chdir {root:?}"))?;
     match nix::unistd::pivot_root(".", ".") {
         Ok(()) => {
-            // The old root may be shared with the host: detach it without propagating.
+            nix::unistd::fchdir(&old_root).step(|| "fchdir to the old root")?;
             mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
                 .step(|| "make old root rslave")?;
             umount2(".", MntFlags::MNT_DETACH).step(|| "unmount old root")?;
@@ -320,5 +372,12 @@ mod tests {
         assert!(overlay_options(&[PathBuf::from("/a:b")], Path::new("/u"), Path::new("/w")).is_err());
         let many: Vec<_> = (0..200).map(|i| PathBuf::from(format!("/var/lib/corral/layers/{i:040}"))).collect();
         assert!(overlay_options(&many, Path::new("/u"), Path::new("/w")).unwrap_err().to_string().contains("page"));
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo("/var/lib/with\\040space"), PathBuf::from("/var/lib/with space"));
+        assert_eq!(unescape_mountinfo("/plain"), PathBuf::from("/plain"));
+        assert_eq!(unescape_mountinfo("/trailing\\"), PathBuf::from("/trailing\\"));
     }
 }

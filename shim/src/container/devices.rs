@@ -27,10 +27,9 @@ const SKIPPED_DEV_DIRS: [&str; 7] = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd
 pub fn reject_cdi(cdi: &[v1::CdiDevice]) -> Result<(), SpecError> {
     match cdi.first() {
         None => Ok(()),
-        Some(device) => Err(SpecError::BadDevice {
-            host_path: device.name.clone(),
-            reason: "CDI devices are not supported by corral".into(),
-        }),
+        Some(device) => {
+            Err(SpecError::Unsupported(format!("device {:?}: CDI devices are not supported by corral", device.name)))
+        }
     }
 }
 

@@ -95,6 +95,9 @@ pub enum SpecError {
     /// An AppArmor profile was requested; corral cannot apply one (see `security_profiles`).
     #[error("apparmor profile {0} requested, but corral does not support AppArmor on this host")]
     AppArmorUnsupported(String),
+    /// An optional feature (image volumes, CDI devices) corral does not have.
+    #[error("{0}")]
+    Unsupported(String),
     /// A privileged container in a pod that is not privileged.
     #[error("privileged container not allowed: the pod sandbox is not privileged")]
     PrivilegedNotAllowed,
@@ -134,6 +137,8 @@ pub enum ErrorKind {
     NotFound,
     /// The host or the image could not be read.
     Internal,
+    /// An optional CRI feature corral does not have.
+    Unsupported,
 }
 
 impl SpecError {
@@ -141,6 +146,7 @@ impl SpecError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             SpecError::TargetNotFound(_) => ErrorKind::NotFound,
+            SpecError::Unsupported(_) => ErrorKind::Unsupported,
             SpecError::Io { .. } => ErrorKind::Internal,
             _ => ErrorKind::InvalidArgument,
         }
@@ -164,6 +170,7 @@ impl From<SpecError> for CriError {
             ErrorKind::InvalidArgument => CriError::InvalidArgument(message),
             ErrorKind::NotFound => CriError::NotFound(message),
             ErrorKind::Internal => CriError::Internal(message),
+            ErrorKind::Unsupported => CriError::Unsupported(message),
         }
     }
 }

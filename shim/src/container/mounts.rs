@@ -147,7 +147,7 @@ fn bind_mount(
 ) -> Result<(Mount, Propagation), SpecError> {
     let dest = &m.container_path;
     if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
-        return Err(bad(dest, "image volume mounts are not supported by corral".into()));
+        return Err(SpecError::Unsupported(format!("mount {dest:?}: image volume mounts are not supported by corral")));
     }
     if m.host_path.is_empty() {
         return Err(bad(dest, "no host path".into()));
@@ -509,15 +509,16 @@ mod tests {
             (v1::Mount { host_path: "relative/dir".into(), ..cri("/data", &dir) }, "is not absolute".to_string()),
             (v1::Mount { host_path: String::new(), ..cri("/data", &dir) }, "no host path".to_string()),
             (v1::Mount { propagation: 5, ..cri("/data", &dir) }, "unknown mount propagation 5".to_string()),
-            (
-                v1::Mount {
-                    host_path: String::new(),
-                    image: Some(v1::ImageSpec { image: "busybox".into(), ..Default::default() }),
-                    ..cri("/data", &dir)
-                },
-                "image volume mounts are not supported".to_string(),
-            ),
         ];
+        // Image volumes are an optional feature corral lacks: Unimplemented, not a bad request.
+        let image_volume = [v1::Mount {
+            host_path: String::new(),
+            image: Some(v1::ImageSpec { image: "busybox".into(), ..Default::default() }),
+            ..cri("/data", &dir)
+        }];
+        let err = plan(request(&[], &image_volume, &pod.paths)).unwrap_err();
+        assert_eq!(err.kind(), super::super::error::ErrorKind::Unsupported, "{err}");
+        assert!(err.to_string().contains("image volume mounts are not supported"), "{err}");
         for (m, want) in cases {
             let cri_mounts = [m];
             let err = plan(request(&[], &cri_mounts, &pod.paths)).unwrap_err();

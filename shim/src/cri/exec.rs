@@ -38,26 +38,40 @@ impl Daemon {
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(CriError::Internal("exec pipes missing".into()));
         };
-        let output = async {
-            let (out, err) = tokio::join!(read_capped(stdout), read_capped(stderr));
-            let status = child.wait().await;
-            (out, err, status)
+        let readers = tokio::spawn(async move { tokio::join!(read_capped(stdout), read_capped(stderr)) });
+        let status = match req.timeout {
+            t if t > 0 => match tokio::time::timeout(Duration::from_secs(t as u64), child.wait()).await {
+                Ok(status) => status,
+                Err(_) => {
+                    end_exec(&mut child).await;
+                    readers.abort();
+                    return Err(CriError::DeadlineExceeded(format!(
+                        "command {:?} timed out after {}s",
+                        req.cmd, req.timeout
+                    )));
+                }
+            },
+            _ => child.wait().await,
         };
-        let finished = match req.timeout {
-            t if t > 0 => tokio::time::timeout(Duration::from_secs(t as u64), output).await,
-            _ => Ok(output.await),
-        };
-        // On timeout the future is dropped with the child: kill_on_drop ends `corral exec`,
-        // whose death signal ends the command inside the container.
-        let (stdout, stderr, status) = finished.map_err(|_| {
-            CriError::DeadlineExceeded(format!("command {:?} timed out after {}s", req.cmd, req.timeout))
-        })?;
+        let (stdout, stderr) = readers.await.map_err(|e| CriError::Internal(format!("reading exec output: {e}")))?;
         let status = status.map_err(|e| CriError::Internal(format!("waiting for exec: {e}")))?;
         Ok(v1::ExecSyncResponse {
             stdout: stdout.map_err(|e| CriError::Internal(format!("reading exec stdout: {e}")))?,
             stderr: stderr.map_err(|e| CriError::Internal(format!("reading exec stderr: {e}")))?,
             exit_code: exit_code(status),
         })
+    }
+}
+
+/// Ends a timed-out exec: SIGTERM makes `corral exec` kill and reap the command, so when
+/// this returns the command is gone from the container (critest checks with `pgrep`).
+/// SIGKILL if `corral exec` itself does not go within a few seconds.
+async fn end_exec(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+        let _ = child.kill().await;
     }
 }
 
