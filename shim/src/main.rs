@@ -10,6 +10,7 @@ mod cri;
 mod error;
 mod images;
 mod server;
+mod streaming;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

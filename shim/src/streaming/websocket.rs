@@ -1,0 +1,178 @@
+//! WebSocket plumbing shared by exec/attach and port-forward: the RFC 6455 handshake on a
+//! hyper request, subprotocol negotiation, and a byte-stream view of a WebSocket for the
+//! SPDY tunnel (`SPDY/3.1+portforward.k8s.io`: SPDY frames carried in binary messages).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::Full;
+use hyper::header::{CONNECTION, HeaderMap, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::server::{Body, text_response};
+
+pub type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Whether the request asks for a WebSocket (`Upgrade: websocket`, `Connection: upgrade`).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    let has = |name, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    has(UPGRADE, "websocket") && has(CONNECTION, "upgrade")
+}
+
+/// The subprotocols the client offers, in its order of preference.
+pub fn client_protocols(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Picks the client's most preferred protocol we support. A client that offers none gets
+/// `Some("")`, the legacy unnamed channel protocol, as with kubelet.
+pub fn negotiate<'a>(offered: &[String], supported: &[&'a str]) -> Option<&'a str> {
+    if offered.is_empty() {
+        return Some("");
+    }
+    offered.iter().find_map(|o| supported.iter().find(|s| **s == o.as_str()).copied())
+}
+
+/// The 101 response accepting the WebSocket with `protocol` ("" for none), or the error
+/// response for a malformed handshake.
+pub fn accept_response(headers: &HeaderMap, protocol: &str) -> Result<Response<Body>, Response<Body>> {
+    let version_ok = headers.get(SEC_WEBSOCKET_VERSION).and_then(|v| v.to_str().ok()) == Some("13");
+    let Some(key) = headers.get(SEC_WEBSOCKET_KEY).filter(|_| version_ok) else {
+        return Err(text_response(
+            StatusCode::BAD_REQUEST,
+            "unable to upgrade: WebSocket handshake needs Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key",
+        ));
+    };
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    let accept = derive_accept_key(key.as_bytes());
+    h.insert(SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).map_err(|_| internal())?);
+    if !protocol.is_empty() {
+        h.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_str(protocol).map_err(|_| internal())?);
+    }
+    Ok(resp)
+}
+
+fn internal() -> Response<Body> {
+    text_response(StatusCode::INTERNAL_SERVER_ERROR, "building the WebSocket handshake response failed")
+}
+
+/// Waits for hyper to hand over the upgraded connection and wraps it as a server WebSocket.
+pub async fn upgrade(on_upgrade: OnUpgrade) -> Result<WebSocket, hyper::Error> {
+    let io = TokioIo::new(on_upgrade.await?);
+    Ok(WebSocketStream::from_raw_socket(io, Role::Server, None).await)
+}
+
+/// A normal-closure close frame.
+pub fn close_message() -> Message {
+    Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }))
+}
+
+/// How long a finished tunnel waits for the client's close handshake.
+const TUNNEL_LINGER: Duration = Duration::from_secs(10);
+
+/// Turns a WebSocket into a plain byte stream: binary messages in, one message per write
+/// out. The pump task ends when the client closes, or when the returned stream is dropped
+/// (then after a short wait for the close handshake).
+pub fn byte_stream(ws: WebSocket) -> DuplexStream {
+    let (local, remote) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        let (mut from_local, mut to_local) = tokio::io::split(remote);
+        let (mut sink, mut messages) = ws.split();
+        let inbound = async {
+            while let Some(Ok(msg)) = messages.next().await {
+                match msg {
+                    Message::Binary(data) => {
+                        if to_local.write_all(&data).await.is_err() {
+                            break;
+                        }
+                    }
+                    Message::Close(_) => break,
+                    // Pings are answered by tungstenite; text is not part of the protocol.
+                    _ => {}
+                }
+            }
+            let _ = to_local.shutdown().await;
+        };
+        let outbound = async {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match from_local.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if sink.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = sink.send(close_message()).await;
+            let _ = sink.close().await;
+            tokio::time::sleep(TUNNEL_LINGER).await;
+        };
+        // The client closing ends everything; our side finishing waits briefly for its close.
+        tokio::select! {
+            _ = inbound => {}
+            _ = outbound => {}
+        }
+    });
+    local
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_follows_the_client_preference() {
+        let offered = vec!["v5.channel.k8s.io".to_string(), "v4.channel.k8s.io".to_string()];
+        assert_eq!(negotiate(&offered, &["v4.channel.k8s.io", "v5.channel.k8s.io"]), Some("v5.channel.k8s.io"));
+        assert_eq!(negotiate(&offered, &["v4.channel.k8s.io"]), Some("v4.channel.k8s.io"));
+        assert_eq!(negotiate(&offered, &["channel.k8s.io"]), None);
+        assert_eq!(negotiate(&[], &["channel.k8s.io"]), Some(""));
+    }
+
+    #[test]
+    fn handshake_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(UPGRADE, HeaderValue::from_static("WebSocket"));
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        h.insert(SEC_WEBSOCKET_KEY, HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
+        h.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("v5.channel.k8s.io, v4.channel.k8s.io"));
+        assert!(is_upgrade(&h));
+        assert_eq!(client_protocols(&h), ["v5.channel.k8s.io", "v4.channel.k8s.io"]);
+        let resp = accept_response(&h, "v5.channel.k8s.io").unwrap();
+        assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+        // The RFC 6455 example key.
+        assert_eq!(resp.headers()[SEC_WEBSOCKET_ACCEPT], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(resp.headers()[SEC_WEBSOCKET_PROTOCOL], "v5.channel.k8s.io");
+        h.remove(SEC_WEBSOCKET_KEY);
+        assert_eq!(accept_response(&h, "").unwrap_err().status(), StatusCode::BAD_REQUEST);
+    }
+}
