@@ -49,8 +49,6 @@ pub enum BackendError {
     ContainerNotFound(String),
     #[error("pod sandbox {0} not found")]
     SandboxNotFound(String),
-    #[error("container {0} is not running")]
-    NotRunning(String),
     /// Anything else, with its context (`"exec sh: no such file or directory"`).
     #[error("{0}")]
     Failed(String),

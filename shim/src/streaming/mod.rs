@@ -30,7 +30,10 @@ mod status;
 mod tokens;
 mod websocket;
 
+// The seam the daemon implements and calls; not every name is used inside this module.
+#[allow(unused_imports)]
 pub use backend::{AsyncReadWrite, Backend, BackendError, BoxedReader, BoxedWriter, StreamIo, TermSize};
+#[allow(unused_imports)]
 pub use error::StreamingError;
 pub use server::{StreamingOptions, StreamingServer};
 

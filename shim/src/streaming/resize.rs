@@ -94,7 +94,8 @@ mod tests {
         buf.push(b'\n');
         assert_eq!(parse_sizes(&mut buf).unwrap(), Some(TermSize { width: 100, height: 40 }));
         assert!(parse_sizes(&mut buf).unwrap().is_none());
-        assert!(parse_sizes(&mut b"[1,2]".to_vec()).is_err());
+        assert!(parse_sizes(&mut br#"{"Width":-1,"Height":2}"#.to_vec()).is_err());
+        assert!(parse_sizes(&mut b"garbage".to_vec()).is_err());
     }
 
     #[tokio::test]

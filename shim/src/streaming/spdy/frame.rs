@@ -27,8 +27,6 @@ const MAX_CONTROL_PAYLOAD: usize = 1024 * 1024;
 
 /// FLAG_FIN on DATA, SYN_STREAM, SYN_REPLY and HEADERS: the sender's last frame on the stream.
 pub const FLAG_FIN: u8 = 0x01;
-/// FLAG_UNIDIRECTIONAL on SYN_STREAM: the receiver must not send on the stream.
-pub const FLAG_UNIDIRECTIONAL: u8 = 0x02;
 
 /// SETTINGS id of the initial per-stream window.
 pub const SETTINGS_INITIAL_WINDOW_SIZE: u32 = 7;
@@ -39,7 +37,6 @@ pub mod rst {
     pub const INVALID_STREAM: u32 = 2;
     pub const REFUSED_STREAM: u32 = 3;
     pub const CANCEL: u32 = 5;
-    pub const INTERNAL_ERROR: u32 = 6;
     pub const FLOW_CONTROL_ERROR: u32 = 7;
 }
 

@@ -172,13 +172,9 @@ impl IncomingStream {
         SpdyStream::new(self.state.clone(), self.shared.clone())
     }
 
-    /// Refuses the stream with RST_STREAM (the Go client's CreateStream then fails).
-    pub fn reject(mut self, status: u32) {
-        self.answered = true;
-        self.shared.reset_stream(&self.state, status);
-    }
 }
 
+/// An unanswered stream is refused with RST_STREAM (the Go client's CreateStream then fails).
 impl Drop for IncomingStream {
     fn drop(&mut self) {
         if !self.answered {
@@ -205,10 +201,6 @@ impl SpdyStream {
                 fin_sent: false,
             },
         }
-    }
-
-    pub fn id(&self) -> u32 {
-        self.recv.state.id
     }
 
     /// Splits into independently owned read and write halves.

@@ -90,13 +90,6 @@ impl Window {
         }
     }
 
-    /// Wakes writers so they re-check the enforcement mode.
-    pub fn wake_all(&self) {
-        for w in self.lock().waiters.drain(..) {
-            w.wake();
-        }
-    }
-
     #[cfg(test)]
     pub fn available(&self) -> i64 {
         self.lock().available
