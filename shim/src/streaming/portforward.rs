@@ -101,7 +101,13 @@ fn classify(incoming: &IncomingStream) -> Option<(String, u16, bool)> {
 }
 
 /// Forwards one connection: dial, copy both ways (half-closes pass through), report errors.
-async fn forward(backend: Arc<dyn Backend>, sandbox_id: String, port: u16, mut data: SpdyStream, mut error: SpdyStream) {
+async fn forward(
+    backend: Arc<dyn Backend>,
+    sandbox_id: String,
+    port: u16,
+    mut data: SpdyStream,
+    mut error: SpdyStream,
+) {
     match backend.port_forward(&sandbox_id, port).await {
         Ok(mut target) => match tokio::io::copy_bidirectional(&mut data, &mut target).await {
             Ok((up, down)) => tracing::debug!(port, up, down, "port-forward connection finished"),

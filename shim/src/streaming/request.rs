@@ -36,7 +36,13 @@ pub fn validate_port_forward(req: &PortForwardRequest) -> Result<(), StreamingEr
     Ok(())
 }
 
-fn check_streams(request: &'static str, tty: bool, stdin: bool, stdout: bool, stderr: bool) -> Result<(), StreamingError> {
+fn check_streams(
+    request: &'static str,
+    tty: bool,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+) -> Result<(), StreamingError> {
     if tty && stderr {
         // A terminal has one output; stdout and stderr cannot be told apart.
         return Err(invalid(request, "tty and stderr cannot both be true"));

@@ -84,7 +84,10 @@ impl StreamingServer {
         Self::start_with(StreamingOptions::new(addr), backend).await
     }
 
-    pub async fn start_with(opts: StreamingOptions, backend: Arc<dyn Backend>) -> Result<StreamingServer, StreamingError> {
+    pub async fn start_with(
+        opts: StreamingOptions,
+        backend: Arc<dyn Backend>,
+    ) -> Result<StreamingServer, StreamingError> {
         let listener =
             TcpListener::bind(opts.addr).await.map_err(|source| StreamingError::Bind { addr: opts.addr, source })?;
         let local_addr = listener.local_addr().map_err(|source| StreamingError::Bind { addr: opts.addr, source })?;
@@ -202,7 +205,10 @@ fn route(inner: &Arc<Inner>, mut req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let mut parts = path.trim_start_matches('/').split('/');
     let (Some(kind), Some(token), None) = (parts.next(), parts.next(), parts.next()) else {
-        return text_response(StatusCode::NOT_FOUND, "not found: expected /exec/<token>, /attach/<token> or /portforward/<token>");
+        return text_response(
+            StatusCode::NOT_FOUND,
+            "not found: expected /exec/<token>, /attach/<token> or /portforward/<token>",
+        );
     };
     let not_found = || {
         text_response(
@@ -227,13 +233,20 @@ fn route(inner: &Arc<Inner>, mut req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// Runs `session` in the background until it ends or the server shuts down.
+/// How long sessions get after shutdown to tell their clients, before they are dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs `session` in the background until it ends, or shortly after the server shuts down.
 fn spawn_session(inner: &Arc<Inner>, session: impl Future<Output = ()> + Send + 'static) {
     let shutdown = inner.shutdown.clone();
     tokio::spawn(async move {
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
         tokio::select! {
             _ = session => {}
-            _ = shutdown.cancelled() => tracing::debug!("streaming session ended by server shutdown"),
+            _ = deadline => tracing::debug!("streaming session dropped at server shutdown"),
         }
     });
 }
@@ -256,9 +269,10 @@ fn remote_command(inner: &Arc<Inner>, req: &mut Request<Incoming>, command: Comm
             Err(resp) => return resp,
         };
         let on_upgrade = hyper::upgrade::on(req);
+        let stop = inner.shutdown.clone();
         spawn_session(inner, async move {
             match websocket::upgrade(on_upgrade).await {
-                Ok(ws) => remotecommand::websocket::serve(ws, protocol, opts, command, backend).await,
+                Ok(ws) => remotecommand::websocket::serve(ws, protocol, opts, command, backend, stop).await,
                 Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
             }
         });
@@ -270,9 +284,10 @@ fn remote_command(inner: &Arc<Inner>, req: &mut Request<Incoming>, command: Comm
     };
     let on_upgrade = hyper::upgrade::on(req);
     let timeout = inner.opts.stream_creation_timeout;
+    let stop = inner.shutdown.clone();
     spawn_session(inner, async move {
         let Some(conn) = spdy_connection(on_upgrade).await else { return };
-        remotecommand::spdy::serve(conn, protocol, opts, command, backend, timeout).await;
+        remotecommand::spdy::serve(conn, protocol, opts, command, backend, timeout, stop).await;
     });
     resp
 }
@@ -338,7 +353,10 @@ async fn spdy_connection(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<Connec
 
 /// Checks the SPDY upgrade request and negotiates the subprotocol (kubelet's rules and
 /// messages): 400 without upgrade headers or protocol offer, 403 if nothing matches.
-fn spdy_handshake(req: &Request<Incoming>, supported: &[&'static str]) -> Result<(&'static str, Response<Body>), Response<Body>> {
+fn spdy_handshake(
+    req: &Request<Incoming>,
+    supported: &[&'static str],
+) -> Result<(&'static str, Response<Body>), Response<Body>> {
     let header_has = |name, token: &str| {
         req.headers()
             .get_all(name)
@@ -370,7 +388,9 @@ fn spdy_handshake(req: &Request<Incoming>, supported: &[&'static str]) -> Result
     let Some(protocol) = offered.iter().find_map(|o| supported.iter().find(|s| **s == o.as_str()).copied()) else {
         let mut resp = text_response(
             StatusCode::FORBIDDEN,
-            &format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {supported:?}"),
+            &format!(
+                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {supported:?}"
+            ),
         );
         for p in supported {
             resp.headers_mut().append(ACCEPTED_STREAM_PROTOCOL_VERSIONS, HeaderValue::from_static(p));

@@ -10,7 +10,7 @@ pub mod websocket;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backend, BoxedReader, BoxedWriter, StreamIo};
+use super::backend::{Backend, BackendError, BoxedReader, BoxedWriter, StreamIo};
 use super::resize::decode_sizes;
 use super::status::Status;
 
@@ -56,8 +56,8 @@ pub enum StatusEncoding {
     Text,
 }
 
-/// Runs the session to its end. Returns false if it was cut short (client gone or server
-/// shutting down), true if a status was written.
+/// Runs the session to its end. Returns false if the client went away, true if a status was
+/// written. `stop` (server shutdown) ends the backend call and reports that as the error.
 pub async fn run(
     backend: &dyn Backend,
     command: &Command,
@@ -65,6 +65,7 @@ pub async fn run(
     streams: Streams,
     encoding: StatusEncoding,
     peer_gone: CancellationToken,
+    stop: CancellationToken,
 ) -> bool {
     let Streams { stdin, stdout, stderr, resize, mut error } = streams;
     let io = StreamIo { stdin, stdout, stderr, resize: resize.map(decode_sizes) };
@@ -81,6 +82,7 @@ pub async fn run(
             tracing::debug!(container_id, "streaming client went away, session cancelled");
             return false;
         }
+        _ = stop.cancelled() => Err(BackendError::Failed("the streaming server is shutting down".into())),
     };
     let status = match (result, command) {
         (Ok(None | Some(0)), _) => Status::success(),

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{Command, Options, StatusEncoding, Streams};
 use crate::streaming::backend::{Backend, BoxedReader, BoxedWriter};
 use crate::streaming::spdy::{Connection, SendHalf, SpdyStream};
@@ -36,6 +38,7 @@ pub async fn serve(
     command: Command,
     backend: Arc<dyn Backend>,
     creation_timeout: Duration,
+    stop: CancellationToken,
 ) {
     // v1 and v2 have no resize stream.
     let resizes = matches!(protocol, "v4.channel.k8s.io" | "v3.channel.k8s.io");
@@ -65,19 +68,14 @@ pub async fn serve(
         stderr: stderr.map(write_side),
         error: write_side(error),
     };
-    super::run(backend.as_ref(), &command, opts.tty, streams, encoding, conn.closed()).await;
+    super::run(backend.as_ref(), &command, opts.tty, streams, encoding, conn.closed(), stop).await;
     drop(held);
     drop(other);
     conn.close(LINGER).await;
 }
 
 /// Accepts streams until the expected ones are there; `None` on timeout or disconnect.
-async fn collect_streams(
-    conn: &mut Connection,
-    opts: Options,
-    resizes: bool,
-    timeout: Duration,
-) -> Option<Collected> {
+async fn collect_streams(conn: &mut Connection, opts: Options, resizes: bool, timeout: Duration) -> Option<Collected> {
     let resize_expected = opts.tty && resizes;
     let expected = 1 + [opts.stdin, opts.stdout, opts.stderr, resize_expected].iter().filter(|b| **b).count();
     let mut c = Collected::default();

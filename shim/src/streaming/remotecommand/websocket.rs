@@ -41,7 +41,14 @@ const MAX_MESSAGE: usize = 32 * 1024;
 const LINGER: Duration = Duration::from_secs(10);
 
 /// Serves one session on an accepted WebSocket.
-pub async fn serve(ws: WebSocket, protocol: &str, opts: Options, command: Command, backend: Arc<dyn Backend>) {
+pub async fn serve(
+    ws: WebSocket,
+    protocol: &str,
+    opts: Options,
+    command: Command,
+    backend: Arc<dyn Backend>,
+    stop: CancellationToken,
+) {
     let v5 = protocol == "v5.channel.k8s.io";
     let encoding = if protocol.starts_with("v4.") || v5 { StatusEncoding::Json } else { StatusEncoding::Text };
     let (mut sink, mut messages) = ws.split();
@@ -115,13 +122,20 @@ pub async fn serve(ws: WebSocket, protocol: &str, opts: Options, command: Comman
     });
 
     // Tell the client the session is up: an empty message on the lowest writable channel.
-    let hello = if opts.stdout { STDOUT } else if opts.stderr { STDERR } else { ERROR };
+    let hello = if opts.stdout {
+        STDOUT
+    } else if opts.stderr {
+        STDERR
+    } else {
+        ERROR
+    };
     let _ = out_tx.send(Message::Binary(Bytes::from(vec![hello]))).await;
 
     let pipe = |rx: mpsc::Receiver<Bytes>| -> BoxedReader {
         Box::new(StreamReader::new(ReceiverStream::new(rx).map(Ok::<Bytes, io::Error>)))
     };
-    let channel = |id: u8| -> BoxedWriter { Box::new(ChannelWriter { channel: id, out: PollSender::new(out_tx.clone()) }) };
+    let channel =
+        |id: u8| -> BoxedWriter { Box::new(ChannelWriter { channel: id, out: PollSender::new(out_tx.clone()) }) };
     let streams = Streams {
         stdin: opts.stdin.then(|| pipe(stdin_rx)),
         resize: opts.tty.then(|| pipe(resize_rx)),
@@ -130,7 +144,7 @@ pub async fn serve(ws: WebSocket, protocol: &str, opts: Options, command: Comman
         error: channel(ERROR),
     };
     drop(out_tx);
-    super::run(backend.as_ref(), &command, opts.tty, streams, encoding, peer_gone.clone()).await;
+    super::run(backend.as_ref(), &command, opts.tty, streams, encoding, peer_gone.clone(), stop).await;
 
     finish.cancel();
     let _ = tokio::time::timeout(LINGER, &mut writer).await;

@@ -376,8 +376,11 @@ async fn handle_frame(
     Ok(())
 }
 
-async fn write_loop<W>(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Outbound>, mut sink: FramedWrite<W, FrameEncoder>)
-where
+async fn write_loop<W>(
+    shared: Arc<Shared>,
+    mut queue: mpsc::UnboundedReceiver<Outbound>,
+    mut sink: FramedWrite<W, FrameEncoder>,
+) where
     W: AsyncWrite + Unpin,
 {
     let result: Result<(), FrameError> = async {

@@ -376,9 +376,7 @@ mod tests {
             Frame::Data { stream_id: 1, fin: false, data: Bytes::from_static(b"hello") },
             Frame::Data { stream_id: 3, fin: true, data: Bytes::new() },
             Frame::RstStream { stream_id: 5, status: rst::CANCEL },
-            Frame::Settings {
-                entries: vec![Setting { flags: 0, id: SETTINGS_INITIAL_WINDOW_SIZE, value: 1 << 20 }],
-            },
+            Frame::Settings { entries: vec![Setting { flags: 0, id: SETTINGS_INITIAL_WINDOW_SIZE, value: 1 << 20 }] },
             Frame::Ping { id: 7 },
             Frame::GoAway { last_good_stream_id: 9, status: goaway::OK },
             Frame::Headers { stream_id: 1, fin: true, headers: headers(&[("x", "y")]) },

@@ -37,10 +37,7 @@ impl Headers {
     /// The first value of `name` (case-insensitive), if present. Multi-valued headers
     /// (NUL-separated) yield their first value, like Go's `http.Header.Get`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.split('\0').next().unwrap_or(""))
+        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.split('\0').next().unwrap_or(""))
     }
 
     /// All pairs in wire order.
@@ -65,7 +62,9 @@ impl Headers {
     fn decode_raw(mut raw: &[u8]) -> Result<Headers, FrameError> {
         let count = take_u32(&mut raw)? as usize;
         if count > MAX_HEADER_COUNT {
-            return Err(FrameError::Header(format!("{count} headers in one block, at most {MAX_HEADER_COUNT} allowed")));
+            return Err(FrameError::Header(format!(
+                "{count} headers in one block, at most {MAX_HEADER_COUNT} allowed"
+            )));
         }
         let mut pairs = Vec::with_capacity(count);
         for _ in 0..count {
@@ -170,17 +169,15 @@ impl HeaderInflater {
                 Ok(_) => {}
                 // The first block names the dictionary by its id; anything but ours is an error.
                 Err(e) if e.needs_dictionary().is_some() => {
-                    self.zlib
-                        .set_dictionary(HEADER_DICTIONARY)
-                        .map_err(|e| FrameError::Header(format!("header block uses an unknown zlib dictionary: {e}")))?;
+                    self.zlib.set_dictionary(HEADER_DICTIONARY).map_err(|e| {
+                        FrameError::Header(format!("header block uses an unknown zlib dictionary: {e}"))
+                    })?;
                     continue;
                 }
                 Err(e) => return Err(FrameError::Header(format!("corrupt compressed header block: {e}"))),
             }
             if out.len() > MAX_BLOCK_BYTES {
-                return Err(FrameError::Header(format!(
-                    "header block inflates past {MAX_BLOCK_BYTES} bytes"
-                )));
+                return Err(FrameError::Header(format!("header block inflates past {MAX_BLOCK_BYTES} bytes")));
             }
             if consumed == compressed.len() && out.len() < out.capacity() {
                 break;

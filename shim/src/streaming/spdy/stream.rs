@@ -171,7 +171,6 @@ impl IncomingStream {
         self.shared.send(Frame::SynReply { stream_id: self.state.id, fin: false, headers: Headers::new() });
         SpdyStream::new(self.state.clone(), self.shared.clone())
     }
-
 }
 
 /// An unanswered stream is refused with RST_STREAM (the Go client's CreateStream then fails).
@@ -232,11 +231,8 @@ impl AsyncRead for RecvHalf {
             }
             r.buffered -= n;
             r.unacked += n;
-            let stream_update = if !r.fin && r.unacked >= this.shared.ack_threshold() {
-                std::mem::take(&mut r.unacked)
-            } else {
-                0
-            };
+            let stream_update =
+                if !r.fin && r.unacked >= this.shared.ack_threshold() { std::mem::take(&mut r.unacked) } else { 0 };
             drop(r);
             this.state.space.notify_one();
             this.shared.consumed(this.state.id, n, stream_update);

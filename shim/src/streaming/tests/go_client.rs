@@ -68,11 +68,17 @@ pub async fn exec(transport: &str, url: &str, extra: &[&str], stdin: Option<&[u8
 
 /// Waits (bounded) for a client and collects its output.
 pub async fn finish(mut child: Child) -> Outcome {
-    let mut stdout = child.stdout.take().expect("stdout");
+    // A caller may have taken stdout already (to read it line by line).
+    let stdout = child.stdout.take();
     let mut stderr = child.stderr.take().expect("stderr");
     let (mut out, mut err) = (String::new(), String::new());
     let run = async {
-        let (_, _, status) = tokio::join!(stdout.read_to_string(&mut out), stderr.read_to_string(&mut err), child.wait());
+        let read_out = async {
+            if let Some(mut stdout) = stdout {
+                let _ = stdout.read_to_string(&mut out).await;
+            }
+        };
+        let (_, _, status) = tokio::join!(read_out, stderr.read_to_string(&mut err), child.wait());
         status.expect("wait for streaming-client")
     };
     let status = tokio::time::timeout(Duration::from_secs(60), run).await.expect("streaming-client timed out");

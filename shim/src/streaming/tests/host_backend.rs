@@ -47,7 +47,8 @@ impl Backend for HostBackend {
         if pod == "missing" {
             return Err(BackendError::SandboxNotFound(pod.into()));
         }
-        let conn = TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| failed(&format!("dial 127.0.0.1:{port}"), e))?;
+        let conn =
+            TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| failed(&format!("dial 127.0.0.1:{port}"), e))?;
         Ok(Box::new(conn))
     }
 }
@@ -78,7 +79,18 @@ async fn run_with_pipes(cmd: &[String], io: StreamIo) -> Result<i32, BackendErro
     let stdout = child.stdout.take().zip(io.stdout).map(|(from, to)| pump(from, to));
     let stderr = child.stderr.take().zip(io.stderr).map(|(from, to)| pump(from, to));
     let outputs = async {
-        tokio::join!(async { if let Some(p) = stdout { p.await } }, async { if let Some(p) = stderr { p.await } });
+        tokio::join!(
+            async {
+                if let Some(p) = stdout {
+                    p.await
+                }
+            },
+            async {
+                if let Some(p) = stderr {
+                    p.await
+                }
+            }
+        );
     };
     let (status, ()) = tokio::join!(child.wait(), outputs);
     // The stdin copy may still wait for client input the process no longer wants.
@@ -117,7 +129,9 @@ async fn run_with_pty(cmd: &[String], io: StreamIo) -> Result<i32, BackendError>
         });
     }
     let mut child = command.spawn().map_err(|e| failed(&format!("exec {prog}"), e))?;
-    // Our copy of the slave must go, or reading the master never sees the end.
+    // Our copies of the slave (the Command keeps the ones it was given) must go, or reading
+    // the master never sees the end.
+    drop(command);
     drop(slave);
     let master = PtyMaster::new(pty.master).map_err(|e| failed("pty master", e))?;
     let resize_fd = master.fd.get_ref().try_clone().map_err(|e| failed("dup pty", e))?;

@@ -57,7 +57,8 @@ async fn routing_and_single_use_tokens() {
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
 
     // A token is bound to its route.
-    let attach = server.attach_url(&AttachRequest { container_id: "c".into(), stdout: true, ..Default::default() }).unwrap();
+    let attach =
+        server.attach_url(&AttachRequest { container_id: "c".into(), stdout: true, ..Default::default() }).unwrap();
     let resp = request(&server, "POST", &path_of(&attach).replace("/attach/", "/exec/"), &SPDY_UPGRADE).await;
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
 }
