@@ -43,6 +43,7 @@ pub async fn serve(
     // v1 and v2 have no resize stream.
     let resizes = matches!(protocol, "v4.channel.k8s.io" | "v3.channel.k8s.io");
     let encoding = if protocol == "v4.channel.k8s.io" { StatusEncoding::Json } else { StatusEncoding::Text };
+    tracing::trace!(protocol, "SPDY remote command session upgraded");
     let Some(collected) = collect_streams(&mut conn, opts, resizes, creation_timeout).await else {
         conn.close(LINGER).await;
         return;
@@ -68,7 +69,9 @@ pub async fn serve(
         stderr: stderr.map(write_side),
         error: write_side(error),
     };
+    tracing::trace!("client streams ready");
     super::run(backend.as_ref(), &command, opts.tty, streams, encoding, conn.closed(), stop).await;
+    tracing::trace!("remote command done, closing");
     drop(held);
     drop(other);
     conn.close(LINGER).await;
