@@ -52,10 +52,11 @@ pub async fn serve(mut conn: Connection, sandbox_id: String, backend: Arc<dyn Ba
                     continue;
                 }
                 *slot = Some(stream);
-                if pair.data.is_some() && pair.error.is_some() {
-                    if let Some(PendingPair { port, data: Some(data), error: Some(error), .. }) = pending.remove(&request_id) {
-                        forwards.spawn(forward(backend.clone(), sandbox_id.clone(), port, data, error));
-                    }
+                if pair.data.is_some()
+                    && pair.error.is_some()
+                    && let Some(PendingPair { port, data: Some(data), error: Some(error), .. }) = pending.remove(&request_id)
+                {
+                    forwards.spawn(forward(backend.clone(), sandbox_id.clone(), port, data, error));
                 }
             }
             _ = sweep.tick() => {

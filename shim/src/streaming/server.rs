@@ -266,7 +266,7 @@ fn remote_command(inner: &Arc<Inner>, req: &mut Request<Incoming>, command: Comm
         };
         let resp = match websocket::accept_response(req.headers(), protocol) {
             Ok(resp) => resp,
-            Err(resp) => return resp,
+            Err(resp) => return *resp,
         };
         let on_upgrade = hyper::upgrade::on(req);
         let stop = inner.shutdown.clone();
@@ -280,7 +280,7 @@ fn remote_command(inner: &Arc<Inner>, req: &mut Request<Incoming>, command: Comm
     }
     let (protocol, resp) = match spdy_handshake(req, remotecommand::spdy::PROTOCOLS) {
         Ok(ok) => ok,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let on_upgrade = hyper::upgrade::on(req);
     let timeout = inner.opts.stream_creation_timeout;
@@ -307,7 +307,7 @@ fn port_forward(inner: &Arc<Inner>, req: &mut Request<Incoming>, sandbox_id: Str
         }
         let resp = match websocket::accept_response(req.headers(), SPDY_TUNNEL_PORTFORWARD) {
             Ok(resp) => resp,
-            Err(resp) => return resp,
+            Err(resp) => return *resp,
         };
         let on_upgrade = hyper::upgrade::on(req);
         spawn_session(inner, async move {
@@ -324,7 +324,7 @@ fn port_forward(inner: &Arc<Inner>, req: &mut Request<Incoming>, sandbox_id: Str
     }
     let resp = match spdy_handshake(req, portforward::PROTOCOLS) {
         Ok((_, resp)) => resp,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let on_upgrade = hyper::upgrade::on(req);
     spawn_session(inner, async move {
@@ -356,7 +356,7 @@ async fn spdy_connection(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<Connec
 fn spdy_handshake(
     req: &Request<Incoming>,
     supported: &[&'static str],
-) -> Result<(&'static str, Response<Body>), Response<Body>> {
+) -> Result<(&'static str, Response<Body>), Box<Response<Body>>> {
     let header_has = |name, token: &str| {
         req.headers()
             .get_all(name)
@@ -365,10 +365,10 @@ fn spdy_handshake(
             .any(|v| v.to_ascii_lowercase().contains(token))
     };
     if !header_has(CONNECTION, "upgrade") || !header_has(UPGRADE, "spdy/3.1") {
-        return Err(text_response(
+        return Err(Box::new(text_response(
             StatusCode::BAD_REQUEST,
             "unable to upgrade: missing upgrade headers in request (want Connection: Upgrade and Upgrade: SPDY/3.1, or a WebSocket)",
-        ));
+        )));
     }
     let offered: Vec<String> = req
         .headers()
@@ -380,10 +380,10 @@ fn spdy_handshake(
         .filter(|p| !p.is_empty())
         .collect();
     if offered.is_empty() {
-        return Err(text_response(
+        return Err(Box::new(text_response(
             StatusCode::BAD_REQUEST,
             &format!("unable to upgrade: header {STREAM_PROTOCOL_VERSION} is missing or empty"),
-        ));
+        )));
     }
     let Some(protocol) = offered.iter().find_map(|o| supported.iter().find(|s| **s == o.as_str()).copied()) else {
         let mut resp = text_response(
@@ -395,7 +395,7 @@ fn spdy_handshake(
         for p in supported {
             resp.headers_mut().append(ACCEPTED_STREAM_PROTOCOL_VERSIONS, HeaderValue::from_static(p));
         }
-        return Err(resp);
+        return Err(Box::new(resp));
     };
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

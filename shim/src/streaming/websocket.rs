@@ -60,13 +60,13 @@ pub fn negotiate<'a>(offered: &[String], supported: &[&'a str]) -> Option<&'a st
 
 /// The 101 response accepting the WebSocket with `protocol` ("" for none), or the error
 /// response for a malformed handshake.
-pub fn accept_response(headers: &HeaderMap, protocol: &str) -> Result<Response<Body>, Response<Body>> {
+pub fn accept_response(headers: &HeaderMap, protocol: &str) -> Result<Response<Body>, Box<Response<Body>>> {
     let version_ok = headers.get(SEC_WEBSOCKET_VERSION).and_then(|v| v.to_str().ok()) == Some("13");
     let Some(key) = headers.get(SEC_WEBSOCKET_KEY).filter(|_| version_ok) else {
-        return Err(text_response(
+        return Err(Box::new(text_response(
             StatusCode::BAD_REQUEST,
             "unable to upgrade: WebSocket handshake needs Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key",
-        ));
+        )));
     };
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -81,8 +81,8 @@ pub fn accept_response(headers: &HeaderMap, protocol: &str) -> Result<Response<B
     Ok(resp)
 }
 
-fn internal() -> Response<Body> {
-    text_response(StatusCode::INTERNAL_SERVER_ERROR, "building the WebSocket handshake response failed")
+fn internal() -> Box<Response<Body>> {
+    Box::new(text_response(StatusCode::INTERNAL_SERVER_ERROR, "building the WebSocket handshake response failed"))
 }
 
 /// Waits for hyper to hand over the upgraded connection and wraps it as a server WebSocket.
@@ -109,15 +109,14 @@ pub fn byte_stream(ws: WebSocket) -> DuplexStream {
         let (mut sink, mut messages) = ws.split();
         let inbound = async {
             while let Some(Ok(msg)) = messages.next().await {
-                match msg {
-                    Message::Binary(data) => {
-                        if to_local.write_all(&data).await.is_err() {
-                            break;
-                        }
-                    }
-                    Message::Close(_) => break,
+                let keep_going = match msg {
+                    Message::Binary(data) => to_local.write_all(&data).await.is_ok(),
+                    Message::Close(_) => false,
                     // Pings are answered by tungstenite; text is not part of the protocol.
-                    _ => {}
+                    _ => true,
+                };
+                if !keep_going {
+                    break;
                 }
             }
             let _ = to_local.shutdown().await;

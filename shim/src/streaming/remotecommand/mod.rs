@@ -97,10 +97,10 @@ pub async fn run(
         StatusEncoding::Json => status.to_json(),
         StatusEncoding::Text => status.to_text(),
     };
-    if !bytes.is_empty() {
-        if let Err(e) = error.write_all(&bytes).await {
-            tracing::debug!(container_id, error = %e, "writing the exit status failed");
-        }
+    if !bytes.is_empty()
+        && let Err(e) = error.write_all(&bytes).await
+    {
+        tracing::debug!(container_id, error = %e, "writing the exit status failed");
     }
     let _ = error.shutdown().await;
     true

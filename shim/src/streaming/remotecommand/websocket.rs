@@ -111,11 +111,12 @@ pub async fn serve(
                 RESIZE => &mut resize_tx,
                 _ => continue,
             };
-            if let Some(tx) = target {
-                if data.len() > 1 && tx.send(data.slice(1..)).await.is_err() {
-                    // The backend stopped reading this channel.
-                    *target = None;
-                }
+            if let Some(tx) = target
+                && data.len() > 1
+                && tx.send(data.slice(1..)).await.is_err()
+            {
+                // The backend stopped reading this channel.
+                *target = None;
             }
         }
         reader_gone.cancel();

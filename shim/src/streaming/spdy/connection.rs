@@ -308,10 +308,10 @@ async fn handle_frame(
                 // Late data for a stream we already forgot: acknowledge and drop it.
                 None => shared.consumed(stream_id, len, 0),
                 Some(state) => {
-                    if len > 0 {
-                        if let Delivery::Discarded = state.deliver(data, config.initial_window as usize).await {
-                            shared.consumed(stream_id, len, 0);
-                        }
+                    if len > 0
+                        && let Delivery::Discarded = state.deliver(data, config.initial_window as usize).await
+                    {
+                        shared.consumed(stream_id, len, 0);
                     }
                     if fin {
                         state.remote_fin();
@@ -349,11 +349,9 @@ async fn handle_frame(
             tracing::debug!(last_good_stream_id, status, "SPDY peer sent GOAWAY");
         }
         Frame::Headers { stream_id, fin, .. } => {
-            if fin {
-                if let Some(state) = shared.stream(stream_id) {
-                    state.remote_fin();
-                    shared.forget_if_finished(&state);
-                }
+            if fin && let Some(state) = shared.stream(stream_id) {
+                state.remote_fin();
+                shared.forget_if_finished(&state);
             }
         }
         Frame::WindowUpdate { stream_id, delta } => {
@@ -362,10 +360,10 @@ async fn handle_frame(
                 if shared.conn_send_window.grow(delta as i64).is_err() {
                     return Err(FrameError::FlowControl("connection window pushed past 2^31-1"));
                 }
-            } else if let Some(state) = shared.stream(stream_id) {
-                if state.send_window.grow(delta as i64).is_err() {
-                    shared.reset_stream(&state, rst::FLOW_CONTROL_ERROR);
-                }
+            } else if let Some(state) = shared.stream(stream_id)
+                && state.send_window.grow(delta as i64).is_err()
+            {
+                shared.reset_stream(&state, rst::FLOW_CONTROL_ERROR);
             }
         }
         Frame::SynReply { stream_id, .. } => {

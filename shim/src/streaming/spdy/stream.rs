@@ -67,7 +67,7 @@ pub(super) enum Delivery {
 
 impl StreamState {
     pub fn new(id: u32, send_window: i64, remote_fin: bool) -> Self {
-        let state = StreamState {
+        StreamState {
             id,
             recv: Mutex::new(RecvState { fin: remote_fin, ..Default::default() }),
             space: Notify::new(),
@@ -75,8 +75,7 @@ impl StreamState {
             local_closed: AtomicBool::new(false),
             remote_closed: AtomicBool::new(remote_fin),
             reset: AtomicBool::new(false),
-        };
-        state
+        }
     }
 
     fn recv(&self) -> MutexGuard<'_, RecvState> {
