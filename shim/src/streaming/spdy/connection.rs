@@ -39,11 +39,19 @@ pub struct SpdyConfig {
     pub max_streams: usize,
     /// Most DATA bytes queued for the writer at once, across all streams.
     pub write_budget: usize,
+    /// Most received DATA bytes queued for readers at once, across all streams. Per-stream
+    /// queues are bounded too, but a peer could send one huge frame to each of many streams.
+    pub read_budget: usize,
 }
 
 impl Default for SpdyConfig {
     fn default() -> Self {
-        SpdyConfig { initial_window: 64 * 1024, max_streams: 1024, write_budget: 1024 * 1024 }
+        SpdyConfig {
+            initial_window: 64 * 1024,
+            max_streams: 1024,
+            write_budget: 1024 * 1024,
+            read_budget: 16 * 1024 * 1024,
+        }
     }
 }
 
@@ -68,6 +76,8 @@ struct StreamTable {
 pub(super) struct Shared {
     out: mpsc::UnboundedSender<Outbound>,
     pub write_budget: Arc<Semaphore>,
+    pub read_budget: Arc<Semaphore>,
+    read_budget_total: usize,
     pub conn_send_window: Window,
     table: Mutex<StreamTable>,
     /// Set once the peer sent SETTINGS or WINDOW_UPDATE: from then on our send windows are
@@ -106,6 +116,13 @@ impl Shared {
     /// Half of our window: acknowledging in big steps keeps WINDOW_UPDATEs rare.
     pub fn ack_threshold(&self) -> usize {
         (self.recv_window / 2) as usize
+    }
+
+    /// Reserves read budget for `len` received bytes (a frame larger than the whole budget
+    /// takes all of it); `None` once the connection is gone.
+    pub async fn reserve_read(&self, len: usize) -> Option<OwnedSemaphorePermit> {
+        let n = len.min(self.read_budget_total).min(u32::MAX as usize) as u32;
+        self.read_budget.clone().acquire_many_owned(n).await.ok()
     }
 
     fn stream(&self, id: u32) -> Option<Arc<StreamState>> {
@@ -157,6 +174,7 @@ impl Shared {
         self.closed.cancel();
         self.conn_send_window.close();
         self.write_budget.close();
+        self.read_budget.close();
         let streams: Vec<_> = self.table().streams.drain().map(|(_, s)| s).collect();
         for s in streams {
             s.remote_fin();
@@ -186,6 +204,8 @@ impl Connection {
         let shared = Arc::new(Shared {
             out: out_tx,
             write_budget: Arc::new(Semaphore::new(config.write_budget)),
+            read_budget: Arc::new(Semaphore::new(config.read_budget)),
+            read_budget_total: config.read_budget,
             conn_send_window: Window::new(64 * 1024),
             table: Mutex::new(StreamTable {
                 streams: HashMap::new(),
@@ -309,7 +329,7 @@ async fn handle_frame(
                 None => shared.consumed(stream_id, len, 0),
                 Some(state) => {
                     if len > 0
-                        && let Delivery::Discarded = state.deliver(data, config.initial_window as usize).await
+                        && let Delivery::Discarded = state.deliver(data, config.initial_window as usize, shared).await
                     {
                         shared.consumed(stream_id, len, 0);
                     }

@@ -21,7 +21,7 @@ use std::task::{Context, Poll, Waker, ready};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio_util::sync::PollSemaphore;
 
 use super::connection::{Outbound, Shared};
@@ -56,6 +56,8 @@ struct RecvState {
     waker: Option<Waker>,
     /// Bytes consumed since the last stream WINDOW_UPDATE.
     unacked: usize,
+    /// The connection read budget held by the queued bytes.
+    budget: Option<OwnedSemaphorePermit>,
 }
 
 /// What became of data delivered to a stream.
@@ -82,27 +84,40 @@ impl StreamState {
         self.recv.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues inbound data, waiting while the queue holds `capacity` bytes or more.
-    pub async fn deliver(&self, data: Bytes, capacity: usize) -> Delivery {
+    /// Queues inbound data, waiting while the queue holds `capacity` bytes or more and
+    /// while the connection's read budget is spent.
+    pub async fn deliver(&self, data: Bytes, capacity: usize, shared: &Shared) -> Delivery {
         loop {
             // Register interest before checking, so a consumer's signal cannot be lost.
             let space = self.space.notified();
             {
-                let mut r = self.recv();
+                let r = self.recv();
                 if r.reader_gone || r.reset || r.fin {
                     return Delivery::Discarded;
                 }
                 if r.buffered < capacity {
-                    r.buffered += data.len();
-                    r.chunks.push_back(data);
-                    if let Some(w) = r.waker.take() {
-                        w.wake();
-                    }
-                    return Delivery::Queued;
+                    break;
                 }
             }
             space.await;
         }
+        let Some(permit) = shared.reserve_read(data.len()).await else {
+            return Delivery::Discarded;
+        };
+        let mut r = self.recv();
+        if r.reader_gone || r.reset || r.fin {
+            return Delivery::Discarded;
+        }
+        r.buffered += data.len();
+        r.chunks.push_back(data);
+        match r.budget.as_mut() {
+            Some(held) => held.merge(permit),
+            None => r.budget = Some(permit),
+        }
+        if let Some(w) = r.waker.take() {
+            w.wake();
+        }
+        Delivery::Queued
     }
 
     /// The peer sent FIN: readers see EOF after the queued data.
@@ -124,6 +139,7 @@ impl StreamState {
         r.reset = true;
         r.chunks.clear();
         r.buffered = 0;
+        r.budget = None;
         if let Some(w) = r.waker.take() {
             w.wake();
         }
@@ -230,6 +246,9 @@ impl AsyncRead for RecvHalf {
             }
             r.buffered -= n;
             r.unacked += n;
+            if let Some(held) = r.budget.as_mut() {
+                drop(held.split(n.min(held.num_permits())));
+            }
             let stream_update =
                 if !r.fin && r.unacked >= this.shared.ack_threshold() { std::mem::take(&mut r.unacked) } else { 0 };
             drop(r);
@@ -254,6 +273,7 @@ impl Drop for RecvHalf {
         r.reader_gone = true;
         let dropped = std::mem::take(&mut r.buffered);
         r.chunks.clear();
+        r.budget = None;
         drop(r);
         self.state.space.notify_one();
         // Data nobody will read still counts against the connection window.

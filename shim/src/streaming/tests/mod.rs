@@ -260,7 +260,12 @@ async fn client_disconnect_ends_the_process() {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap();
         assert_eq!(first.as_deref(), Some("started"));
-        assert!(process_with_cmdline(&format!("sleep {marker}")), "the exec'd process runs");
+        // (/proc/<pid>/cmdline reads empty while the shell is inside execve: poll.)
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !process_with_cmdline(&format!("sleep {marker}")) {
+            assert!(Instant::now() < deadline, "{transport}: the exec'd process is not running");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         child.kill().await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while process_with_cmdline(&format!("sleep {marker}")) {

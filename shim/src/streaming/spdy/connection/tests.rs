@@ -265,3 +265,29 @@ async fn close_sends_goaway_after_queued_data() {
     drop(client); // the peer closes: close() returns without waiting out the linger
     tokio::time::timeout(Duration::from_secs(2), closing).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn huge_frames_on_many_streams_are_bounded_by_the_read_budget() {
+    // One 1 MiB frame fits each per-stream queue (it was empty); the connection-wide budget
+    // is what stops eight of them from all being buffered.
+    let (mut conn, mut client) = pair(SpdyConfig { read_budget: 2 * 1024 * 1024, ..SpdyConfig::default() });
+    let mut streams = Vec::new();
+    for i in 0..8 {
+        client.open(2 * i + 1, "data").await;
+        streams.push(conn.accept().await.unwrap().accept());
+    }
+    let sender = tokio::spawn(async move {
+        for i in 0..8 {
+            client.send(Frame::Data { stream_id: 2 * i + 1, fin: true, data: Bytes::from(vec![1u8; 1 << 20]) }).await;
+        }
+        client
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!sender.is_finished(), "8 MiB buffered past a 2 MiB read budget");
+    for mut s in streams {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), 1 << 20);
+    }
+    tokio::time::timeout(Duration::from_secs(5), sender).await.unwrap().unwrap();
+}
