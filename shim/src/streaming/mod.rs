@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Layout: [`server`] (HTTP, routing, handshakes), [`tokens`], [`request`] (validation),
-//! [`spdy`] (the SPDY/3.1 implementation), [`websocket`], [`remotecommand`], [`portforward`],
+//! [`spdy`] (the SPDY/3.1 implementation), [`websocket`], [`remotecommand`] and
+//! [`portforward`] (each with a SPDY and a WebSocket flavour),
 //! [`status`] (exit status encoding), [`resize`], and [`backend`], the trait the daemon
 //! implements on top of corral's runtime.
 

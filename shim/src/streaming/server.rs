@@ -228,7 +228,7 @@ fn route(inner: &Arc<Inner>, mut req: Request<Incoming>) -> Response<Body> {
             let opts = Options { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: r.tty };
             remote_command(inner, &mut req, Command::Attach { container_id: r.container_id }, opts)
         }
-        ("portforward", PendingRequest::PortForward(r)) => port_forward(inner, &mut req, r.pod_sandbox_id),
+        ("portforward", PendingRequest::PortForward(r)) => port_forward(inner, &mut req, r),
         _ => not_found(),
     }
 }
@@ -292,18 +292,14 @@ fn remote_command(inner: &Arc<Inner>, req: &mut Request<Incoming>, command: Comm
     resp
 }
 
-fn port_forward(inner: &Arc<Inner>, req: &mut Request<Incoming>, sandbox_id: String) -> Response<Body> {
+fn port_forward(inner: &Arc<Inner>, req: &mut Request<Incoming>, pf: PortForwardRequest) -> Response<Body> {
     let backend = inner.backend.clone();
     let timeout = inner.opts.stream_creation_timeout;
+    let sandbox_id = pf.pod_sandbox_id.clone();
     if websocket::is_upgrade(req.headers()) {
         let offered = websocket::client_protocols(req.headers());
         if !offered.iter().any(|p| p == SPDY_TUNNEL_PORTFORWARD) {
-            return text_response(
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "unable to upgrade: port-forward over WebSocket needs subprotocol {SPDY_TUNNEL_PORTFORWARD}, client offered {offered:?}"
-                ),
-            );
+            return port_forward_channels(inner, req, pf, &offered);
         }
         let resp = match websocket::accept_response(req.headers(), SPDY_TUNNEL_PORTFORWARD) {
             Ok(resp) => resp,
@@ -316,22 +312,87 @@ fn port_forward(inner: &Arc<Inner>, req: &mut Request<Incoming>, sandbox_id: Str
                 Err(e) => return tracing::debug!(error = %e, "WebSocket upgrade failed"),
             };
             match Connection::server(websocket::byte_stream(ws), SpdyConfig::default()) {
-                Ok(conn) => portforward::serve(conn, sandbox_id, backend, timeout).await,
+                Ok(conn) => portforward::spdy::serve(conn, sandbox_id, backend, timeout).await,
                 Err(e) => tracing::warn!(error = %e, "starting tunnelled SPDY connection"),
             }
         });
         return resp;
     }
-    let resp = match spdy_handshake(req, portforward::PROTOCOLS) {
+    let resp = match spdy_handshake(req, portforward::spdy::PROTOCOLS) {
         Ok((_, resp)) => resp,
         Err(resp) => return *resp,
     };
     let on_upgrade = hyper::upgrade::on(req);
     spawn_session(inner, async move {
         let Some(conn) = spdy_connection(on_upgrade).await else { return };
-        portforward::serve(conn, sandbox_id, backend, timeout).await;
+        portforward::spdy::serve(conn, sandbox_id, backend, timeout).await;
     });
     resp
+}
+
+/// Legacy WebSocket port-forward: the ports come from the CRI request, else from the
+/// `port` query parameters (as kubelet's own server reads them).
+fn port_forward_channels(
+    inner: &Arc<Inner>,
+    req: &mut Request<Incoming>,
+    pf: PortForwardRequest,
+    offered: &[String],
+) -> Response<Body> {
+    let Some(protocol) = websocket::negotiate(offered, portforward::websocket::PROTOCOLS) else {
+        return text_response(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "unable to upgrade: WebSocket subprotocols {offered:?} not supported for port-forward; supported: {SPDY_TUNNEL_PORTFORWARD:?}, {:?}",
+                portforward::websocket::PROTOCOLS
+            ),
+        );
+    };
+    let ports = if pf.port.is_empty() {
+        match query_ports(req.uri().query().unwrap_or("")) {
+            Ok(ports) => ports,
+            Err(msg) => return text_response(StatusCode::BAD_REQUEST, &msg),
+        }
+    } else {
+        // validate_port_forward already checked the range.
+        pf.port.iter().map(|p| *p as u16).collect()
+    };
+    if ports.is_empty() || ports.len() > portforward::websocket::MAX_PORTS {
+        return text_response(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "port-forward over WebSocket channels needs 1 to {} ports (in the CRI request or ?port=), got {}",
+                portforward::websocket::MAX_PORTS,
+                ports.len()
+            ),
+        );
+    }
+    let resp = match websocket::accept_response(req.headers(), protocol) {
+        Ok(resp) => resp,
+        Err(resp) => return *resp,
+    };
+    let on_upgrade = hyper::upgrade::on(req);
+    let backend = inner.backend.clone();
+    spawn_session(inner, async move {
+        match websocket::upgrade(on_upgrade).await {
+            Ok(ws) => portforward::websocket::serve(ws, ports, pf.pod_sandbox_id, backend).await,
+            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    resp
+}
+
+/// Parses `port=80&port=443,8080` query parameters.
+fn query_ports(query: &str) -> Result<Vec<u16>, String> {
+    let mut ports = Vec::new();
+    for value in query.split('&').filter_map(|kv| kv.strip_prefix("port=")) {
+        for p in value.split(',') {
+            match p.parse::<u16>() {
+                Ok(port) if port > 0 => ports.push(port),
+                _ => return Err(format!("invalid port {p:?} in query: ports must be between 1 and 65535")),
+            }
+        }
+    }
+    Ok(ports)
 }
 
 async fn spdy_connection(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<Connection> {
@@ -404,4 +465,17 @@ fn spdy_handshake(
     h.insert(UPGRADE, HeaderValue::from_static("SPDY/3.1"));
     h.insert(STREAM_PROTOCOL_VERSION, HeaderValue::from_static(protocol));
     Ok((protocol, resp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_from_the_query() {
+        assert_eq!(query_ports("port=80&port=443,8080&other=1"), Ok(vec![80, 443, 8080]));
+        assert_eq!(query_ports(""), Ok(vec![]));
+        assert!(query_ports("port=0").is_err());
+        assert!(query_ports("port=http").is_err());
+    }
 }

@@ -2,9 +2,13 @@
 //! hyper request, subprotocol negotiation, and a byte-stream view of a WebSocket for the
 //! SPDY tunnel (`SPDY/3.1+portforward.k8s.io`: SPDY frames carried in binary messages).
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::Full;
 use hyper::header::{
@@ -14,12 +18,17 @@ use hyper::header::{
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_util::io::StreamReader;
+use tokio_util::sync::{CancellationToken, PollSender};
 
 use super::server::{Body, text_response};
 
@@ -94,6 +103,83 @@ pub async fn upgrade(on_upgrade: OnUpgrade) -> Result<WebSocket, hyper::Error> {
 /// A normal-closure close frame.
 pub fn close_message() -> Message {
     Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }))
+}
+
+/// Starts the single writer of a channel-multiplexed WebSocket: messages queued on the
+/// returned sender go out in order; cancelling the returned token sends what is queued, then
+/// a normal close.
+pub fn spawn_writer(
+    mut sink: SplitSink<WebSocket, Message>,
+) -> (mpsc::Sender<Message>, CancellationToken, JoinHandle<()>) {
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(16);
+    let finish = CancellationToken::new();
+    let finishing = finish.clone();
+    let writer = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                msg = out_rx.recv() => match msg {
+                    Some(msg) => if sink.send(msg).await.is_err() { return },
+                    None => break,
+                },
+                _ = finishing.cancelled() => {
+                    while let Ok(msg) = out_rx.try_recv() {
+                        if sink.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        let _ = sink.send(close_message()).await;
+        let _ = sink.close().await;
+    });
+    (out_tx, finish, writer)
+}
+
+/// Largest payload per message we send.
+const MAX_MESSAGE: usize = 32 * 1024;
+
+/// Writes one channel of a multiplexed WebSocket: each write becomes `[channel] + data`.
+pub struct ChannelWriter {
+    channel: u8,
+    out: PollSender<Message>,
+}
+
+impl ChannelWriter {
+    pub fn new(channel: u8, out: &mpsc::Sender<Message>) -> Self {
+        ChannelWriter { channel, out: PollSender::new(out.clone()) }
+    }
+}
+
+impl AsyncWrite for ChannelWriter {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let closed = || io::Error::new(io::ErrorKind::BrokenPipe, "WebSocket closed");
+        ready!(this.out.poll_reserve(cx)).map_err(|_| closed())?;
+        let n = buf.len().min(MAX_MESSAGE);
+        let mut msg = BytesMut::with_capacity(n + 1);
+        msg.extend_from_slice(&[this.channel]);
+        msg.extend_from_slice(&buf[..n]);
+        this.out.send_item(Message::Binary(msg.freeze())).map_err(|_| closed())?;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Servers do not half-close channels; the final WebSocket close ends them all.
+        self.get_mut().out.close();
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The reading end of a channel: payloads routed into `rx`, EOF when its sender is dropped.
+pub fn pipe_reader(rx: mpsc::Receiver<Bytes>) -> impl AsyncRead + Send + Unpin + 'static {
+    StreamReader::new(ReceiverStream::new(rx).map(Ok::<Bytes, io::Error>))
 }
 
 /// How long a finished tunnel waits for the client's close handshake.

@@ -5,24 +5,18 @@
 //! the unnamed legacy protocol cannot signal stdin EOF. The server ends the session with a
 //! normal WebSocket close after the status, which client-go reads as EOF on every channel.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::AsyncWrite;
+use bytes::Bytes;
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::io::StreamReader;
-use tokio_util::sync::{CancellationToken, PollSender};
+use tokio_util::sync::CancellationToken;
 
 use super::{Command, Options, StatusEncoding, Streams};
 use crate::streaming::backend::{Backend, BoxedReader, BoxedWriter};
-use crate::streaming::websocket::{WebSocket, close_message};
+use crate::streaming::websocket::{ChannelWriter, WebSocket, pipe_reader, spawn_writer};
 
 /// Remote command subprotocols over WebSocket, our order of preference.
 pub const PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"];
@@ -35,8 +29,6 @@ const RESIZE: u8 = 4;
 /// v5: `[CLOSE, channel]` half-closes a channel.
 const CLOSE: u8 = 255;
 
-/// Largest payload per message we send.
-const MAX_MESSAGE: usize = 32 * 1024;
 /// How long we wait for the client's close handshake at the end.
 const LINGER: Duration = Duration::from_secs(10);
 
@@ -51,33 +43,9 @@ pub async fn serve(
 ) {
     let v5 = protocol == "v5.channel.k8s.io";
     let encoding = if protocol.starts_with("v4.") || v5 { StatusEncoding::Json } else { StatusEncoding::Text };
-    let (mut sink, mut messages) = ws.split();
 
-    // Writer: everything we send goes through one queue, then a close frame.
-    let (out_tx, mut out_rx) = mpsc::channel::<Message>(16);
-    let finish = CancellationToken::new();
-    let writer_finish = finish.clone();
-    let mut writer = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                msg = out_rx.recv() => match msg {
-                    Some(msg) => if sink.send(msg).await.is_err() { return },
-                    None => break,
-                },
-                _ = writer_finish.cancelled() => {
-                    while let Ok(msg) = out_rx.try_recv() {
-                        if sink.send(msg).await.is_err() {
-                            return;
-                        }
-                    }
-                    break;
-                }
-            }
-        }
-        let _ = sink.send(close_message()).await;
-        let _ = sink.close().await;
-    });
+    let (sink, mut messages) = ws.split();
+    let (out_tx, finish, mut writer) = spawn_writer(sink);
 
     // Reader: routes stdin and resize payloads to their pipes until the client closes.
     let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(16);
@@ -132,11 +100,8 @@ pub async fn serve(
     };
     let _ = out_tx.send(Message::Binary(Bytes::from(vec![hello]))).await;
 
-    let pipe = |rx: mpsc::Receiver<Bytes>| -> BoxedReader {
-        Box::new(StreamReader::new(ReceiverStream::new(rx).map(Ok::<Bytes, io::Error>)))
-    };
-    let channel =
-        |id: u8| -> BoxedWriter { Box::new(ChannelWriter { channel: id, out: PollSender::new(out_tx.clone()) }) };
+    let pipe = |rx: mpsc::Receiver<Bytes>| -> BoxedReader { Box::new(pipe_reader(rx)) };
+    let channel = |id: u8| -> BoxedWriter { Box::new(ChannelWriter::new(id, &out_tx)) };
     let streams = Streams {
         stdin: opts.stdin.then(|| pipe(stdin_rx)),
         resize: opts.tty.then(|| pipe(resize_rx)),
@@ -152,34 +117,4 @@ pub async fn serve(
     let _ = tokio::time::timeout(LINGER, &mut reader).await;
     writer.abort();
     reader.abort();
-}
-
-/// Writes one channel: each write becomes `[channel] + data` messages.
-struct ChannelWriter {
-    channel: u8,
-    out: PollSender<Message>,
-}
-
-impl AsyncWrite for ChannelWriter {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let closed = || io::Error::new(io::ErrorKind::BrokenPipe, "WebSocket closed");
-        ready!(this.out.poll_reserve(cx)).map_err(|_| closed())?;
-        let n = buf.len().min(MAX_MESSAGE);
-        let mut msg = BytesMut::with_capacity(n + 1);
-        msg.extend_from_slice(&[this.channel]);
-        msg.extend_from_slice(&buf[..n]);
-        this.out.send_item(Message::Binary(msg.freeze())).map_err(|_| closed())?;
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Servers do not half-close channels; the final WebSocket close ends them all.
-        self.get_mut().out.close();
-        Poll::Ready(Ok(()))
-    }
 }

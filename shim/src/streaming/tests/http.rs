@@ -86,9 +86,17 @@ async fn spdy_protocol_negotiation_errors() {
         ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
         ("Sec-WebSocket-Protocol", "v4.channel.k8s.io"),
     ];
-    let resp = request(&server, "GET", &path_of(&pf), &ws).await;
+    // Remote command protocols are not port-forward protocols.
+    let mut ws5 = ws.to_vec();
+    ws5[4] = ("Sec-WebSocket-Protocol", "v5.channel.k8s.io");
+    let resp = request(&server, "GET", &path_of(&pf), &ws5).await;
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     assert!(resp.contains("SPDY/3.1+portforward.k8s.io"), "{resp}");
+    // Channel port-forward needs ports.
+    let pf = server.port_forward_url(&PortForwardRequest { pod_sandbox_id: "p".into(), port: vec![] }).unwrap();
+    let resp = request(&server, "GET", &path_of(&pf), &ws).await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.contains("needs 1 to 128 ports"), "{resp}");
 
     let path = path_of(&server.exec_url(&exec_req(&["true"])).unwrap());
     let mut ws9 = ws.to_vec();

@@ -6,6 +6,7 @@ mod go_client;
 mod host_backend;
 mod http;
 mod leaks;
+mod ws_portforward;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

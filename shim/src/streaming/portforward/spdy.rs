@@ -1,5 +1,5 @@
 //! Port-forward over SPDY (`portforward.k8s.io`), whether on an upgraded HTTP connection or
-//! tunnelled in a WebSocket.
+//! tunnelled in a WebSocket (client-go's dialers, so crictl, kubectl and kubelet).
 //!
 //! Each forwarded TCP connection is a pair of streams with the same `requestid` header: a
 //! `data` stream carrying the bytes and an `error` stream on which we write a message if the
@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
-use super::backend::Backend;
-use super::spdy::{Connection, IncomingStream, SpdyStream};
+use super::forward;
+use crate::streaming::backend::Backend;
+use crate::streaming::spdy::{Connection, IncomingStream, SpdyStream};
 
 /// The only port-forward subprotocol there is.
 pub const PROTOCOLS: &[&str] = &["portforward.k8s.io"];
@@ -99,28 +100,4 @@ fn classify(incoming: &IncomingStream) -> Option<(String, u16, bool)> {
         _ => (if is_data { incoming.id().saturating_sub(2) } else { incoming.id() }).to_string(),
     };
     Some((request_id, port, is_data))
-}
-
-/// Forwards one connection: dial, copy both ways (half-closes pass through), report errors.
-async fn forward(
-    backend: Arc<dyn Backend>,
-    sandbox_id: String,
-    port: u16,
-    mut data: SpdyStream,
-    mut error: SpdyStream,
-) {
-    match backend.port_forward(&sandbox_id, port).await {
-        Ok(mut target) => match tokio::io::copy_bidirectional(&mut data, &mut target).await {
-            Ok((up, down)) => tracing::debug!(port, up, down, "port-forward connection finished"),
-            // Client-go resets the data stream once it has read our FIN; that ends us here.
-            Err(e) => tracing::debug!(port, error = %e, "port-forward connection ended"),
-        },
-        Err(e) => {
-            tracing::info!(port, sandbox_id, error = %e, "port-forward failed");
-            let msg = format!("error forwarding port {port} to pod {sandbox_id}, uid : {e}");
-            let _ = error.write_all(msg.as_bytes()).await;
-        }
-    }
-    let _ = data.shutdown().await;
-    let _ = error.shutdown().await;
 }
