@@ -164,6 +164,7 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
             },
         };
         let _ = tcp.set_nodelay(true);
+        enable_keepalive(&tcp);
         let inner = inner.clone();
         tokio::spawn(async move {
             let service = service_fn({
@@ -185,6 +186,21 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 _ = inner.shutdown.cancelled() => {}
             }
         });
+    }
+}
+
+/// Turns on TCP keepalive (idle 60 s, then 4 probes 15 s apart), so a client whose host
+/// vanished without closing its connection is noticed within about two minutes and its
+/// session (and exec'd process) ends. Quiet but live sessions are never cut, unlike
+/// kubelet's 4-hour idle timeout.
+fn enable_keepalive(tcp: &tokio::net::TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let result = setsockopt(tcp, sockopt::KeepAlive, &true)
+        .and_then(|()| setsockopt(tcp, sockopt::TcpKeepIdle, &60))
+        .and_then(|()| setsockopt(tcp, sockopt::TcpKeepInterval, &15))
+        .and_then(|()| setsockopt(tcp, sockopt::TcpKeepCount, &4));
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "streaming server: enabling TCP keepalive failed");
     }
 }
 
@@ -470,6 +486,18 @@ fn spdy_handshake(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_use_keepalive() {
+        use nix::sys::socket::{getsockopt, sockopt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (conn, _) = listener.accept().await.unwrap();
+        enable_keepalive(&conn);
+        assert!(getsockopt(&conn, sockopt::KeepAlive).unwrap());
+        assert_eq!(getsockopt(&conn, sockopt::TcpKeepIdle).unwrap(), 60);
+        assert_eq!(getsockopt(&conn, sockopt::TcpKeepCount).unwrap(), 4);
+    }
 
     #[test]
     fn ports_from_the_query() {

@@ -25,8 +25,10 @@ struct Collected {
     stdout: Option<SpdyStream>,
     stderr: Option<SpdyStream>,
     resize: Option<SpdyStream>,
-    /// Streams of unknown type: accepted (as kubelet does) and ignored.
-    other: Vec<SpdyStream>,
+    /// Streams of unknown or unrequested type: accepted (as kubelet does) and ignored. Only
+    /// the write side is kept (no early FIN); what the client sends on them is discarded, so
+    /// it cannot fill a queue nobody reads and stall the connection.
+    other: Vec<SendHalf>,
 }
 
 /// Serves one session on an upgraded connection.
@@ -109,7 +111,7 @@ async fn collect_streams(conn: &mut Connection, opts: Options, resizes: bool, ti
             "resize" if resize_expected => &mut c.resize,
             _ => {
                 tracing::debug!(stream_type = kind, "ignoring unexpected stream");
-                c.other.push(stream);
+                c.other.push(stream.into_split().1);
                 continue;
             }
         };
