@@ -326,3 +326,34 @@ async fn backend_errors_reach_the_client() {
         assert!(o.stderr.contains("Internal error occurred: container missing not found"), "{transport}: {o:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_client_disconnect_closes_the_target_connection() {
+    let server = start().await;
+    for transport in TRANSPORTS {
+        // A target that greets, then reports when its connection ends.
+        let listener = TcpListener::bind(loopback()).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            conn.write_all(b"hi\n").await.unwrap();
+            let mut sink = Vec::new();
+            let _ = conn.read_to_end(&mut sink).await;
+            let _ = closed_tx.send(());
+        });
+        let req = PortForwardRequest { pod_sandbox_id: "pod1".into(), port: vec![port as i32] };
+        let url = server.port_forward_url(&req).unwrap();
+        let (mut child, locals) = forward(transport, &url, &[port]).await;
+        let mut local = TcpStream::connect(("127.0.0.1", locals[0])).await.unwrap();
+        let mut greeting = [0u8; 3];
+        tokio::time::timeout(Duration::from_secs(10), local.read_exact(&mut greeting)).await.unwrap().unwrap();
+        assert_eq!(&greeting, b"hi\n");
+        // The client dies with the connection open: the server must drop its target side.
+        child.kill().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), closed_rx)
+            .await
+            .unwrap_or_else(|_| panic!("{transport}: target connection still open after the client died"))
+            .unwrap();
+    }
+}
