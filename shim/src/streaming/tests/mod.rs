@@ -2,6 +2,7 @@
 //! `e2e/streaming-client`) against the server on 127.0.0.1, with a backend running real host
 //! processes and real TCP connections (see `host_backend.rs`).
 
+mod crictl;
 mod go_client;
 mod host_backend;
 mod http;
