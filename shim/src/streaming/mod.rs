@@ -10,7 +10,7 @@
 //!        └▶ remotecommand (exec, attach) or portforward ─▶ Backend (the container runtime)
 //! ```
 //!
-//! Layout: [`server`] (HTTP, routing, handshakes), [`tokens`], [`request`] (validation),
+//! Layout: [`server`] (listener, routing), [`upgrade`] (handshakes, session tasks), [`tokens`], [`request`] (validation),
 //! [`spdy`] (the SPDY/3.1 implementation), [`websocket`], [`remotecommand`] and
 //! [`portforward`] (each with a SPDY and a WebSocket flavour),
 //! [`status`] (exit status encoding), [`resize`], and [`backend`], the trait the daemon
@@ -29,6 +29,7 @@ mod server;
 mod spdy;
 mod status;
 mod tokens;
+mod upgrade;
 mod websocket;
 
 // The seam the daemon implements and calls; not every name is used inside this module.
