@@ -13,6 +13,7 @@ mod images;
 mod pod;
 mod server;
 mod store;
+mod streaming;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
