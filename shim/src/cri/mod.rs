@@ -15,9 +15,10 @@ mod runtime_info;
 mod runtime_service;
 mod sandbox;
 mod stats;
+mod streams;
 
 use std::pin::Pin;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 use anyhow::Context;
 use tokio_stream::Stream;
@@ -56,6 +57,8 @@ pub struct Daemon {
     /// What the spec builder needs to know about this host (cgroup version, controllers).
     host_facts: crate::container::HostFacts,
     default_seccomp: oci_spec::runtime::LinuxSeccomp,
+    /// The exec/attach/port-forward server, started once the daemon exists.
+    streaming: OnceLock<crate::streaming::StreamingServer>,
     /// This daemon, for tasks that outlive a request (exit watchers).
     me: Weak<Daemon>,
 }
@@ -95,8 +98,16 @@ impl Daemon {
             host_files: HostFiles::default(),
             host_facts,
             default_seccomp: corral_runtime::spec::runtime_default_seccomp(),
+            streaming: OnceLock::new(),
             me: me.clone(),
         });
+        let addr = std::net::SocketAddr::new(daemon.config.streaming.address, daemon.config.streaming.port);
+        let backend = Arc::new(streams::CorralStreams { daemon: Arc::downgrade(&daemon) });
+        let options = crate::streaming::StreamingOptions::new(addr);
+        let server =
+            crate::streaming::StreamingServer::start_with(options, backend).await.context("streaming server")?;
+        tracing::info!(addr = %server.local_addr(), "streaming server listening");
+        let _ = daemon.streaming.set(server);
         daemon.recover().await;
         Ok(daemon)
     }

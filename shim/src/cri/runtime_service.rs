@@ -142,19 +142,19 @@ impl RuntimeService for RuntimeServer {
         reply(self.daemon.exec_sync(req.into_inner()).await)
     }
 
-    async fn exec(&self, _req: Request<v1::ExecRequest>) -> Result<Response<v1::ExecResponse>, Status> {
-        reply(Err(CriError::Unimplemented("Exec")))
+    async fn exec(&self, req: Request<v1::ExecRequest>) -> Result<Response<v1::ExecResponse>, Status> {
+        reply(self.daemon.exec(req.into_inner()))
     }
 
-    async fn attach(&self, _req: Request<v1::AttachRequest>) -> Result<Response<v1::AttachResponse>, Status> {
-        reply(Err(CriError::Unimplemented("Attach")))
+    async fn attach(&self, req: Request<v1::AttachRequest>) -> Result<Response<v1::AttachResponse>, Status> {
+        reply(self.daemon.attach(req.into_inner()))
     }
 
     async fn port_forward(
         &self,
-        _req: Request<v1::PortForwardRequest>,
+        req: Request<v1::PortForwardRequest>,
     ) -> Result<Response<v1::PortForwardResponse>, Status> {
-        reply(Err(CriError::Unimplemented("PortForward")))
+        reply(self.daemon.port_forward(req.into_inner()))
     }
 
     async fn container_stats(

@@ -17,7 +17,6 @@
 //! implements on top of corral's runtime.
 
 // The daemon's CRI handlers call into this module once the runtime is wired (issue 7).
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
 
 mod backend;
 mod error;
@@ -28,6 +27,7 @@ mod resize;
 mod server;
 mod spdy;
 mod status;
+pub mod stdio;
 mod tokens;
 mod upgrade;
 mod websocket;

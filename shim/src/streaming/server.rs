@@ -71,6 +71,7 @@ pub(super) struct Inner {
 
 impl StreamingServer {
     /// Binds `addr` and starts serving with default options.
+    #[cfg(test)]
     pub async fn start(addr: SocketAddr, backend: Arc<dyn Backend>) -> Result<StreamingServer, StreamingError> {
         Self::start_with(StreamingOptions::new(addr), backend).await
     }

@@ -75,6 +75,7 @@ impl RequestCache {
         inner.pending.remove(token).map(|(_, request)| request)
     }
 
+    #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.lock().pending.len()
     }

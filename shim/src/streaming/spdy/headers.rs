@@ -30,6 +30,7 @@ impl Headers {
     }
 
     /// Adds a header; the name is lowercased as the wire format requires.
+    #[cfg(test)]
     pub fn push(&mut self, name: &str, value: &str) {
         self.0.push((name.to_ascii_lowercase(), value.to_string()));
     }
@@ -41,6 +42,7 @@ impl Headers {
     }
 
     /// All pairs in wire order.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
