@@ -4,7 +4,8 @@
 #   e2e/critest.sh --runtime-endpoint unix:///run/x.sock [options] [-- critest flags...]
 #
 # Options (environment variable in brackets):
-#   --runtime-endpoint EP   CRI runtime socket, required          [CRITEST_RUNTIME_ENDPOINT]
+#   --runtime-endpoint EP   CRI runtime socket; without it, critest runs against a
+#                           throw-away corral (e2e/run.sh conformance) [CRITEST_RUNTIME_ENDPOINT]
 #   --image-endpoint EP     image service socket (default: runtime) [CRITEST_IMAGE_ENDPOINT]
 #   --results DIR           where junit.xml, critest.log, failures.txt go
 #                           (default e2e/results/critest)         [CRITEST_RESULTS]
@@ -86,10 +87,10 @@ main() {
 	local bindir
 	bindir=$(critest_ensure)
 	((BUILD_ONLY)) && return 0
-	[[ -n $RUNTIME_ENDPOINT ]] || {
-		log critest "--runtime-endpoint is required"
-		usage
-	}
+	if [[ -z $RUNTIME_ENDPOINT ]]; then
+		# No endpoint: a throw-away corral, with the registry and mirrors (e2e/tests/conformance.sh).
+		CRITEST_RESULTS=$RESULTS exec "$HERE/run.sh" conformance
+	fi
 	IMAGE_ENDPOINT=${IMAGE_ENDPOINT:-$RUNTIME_ENDPOINT}
 
 	mkdir -p "$RESULTS"

@@ -10,6 +10,8 @@ E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$E2E_DIR/lib/common.sh"
 # shellcheck source=assert.sh
 source "$E2E_DIR/lib/assert.sh"
+# shellcheck source=pods.sh
+source "$E2E_DIR/lib/pods.sh"
 # shellcheck source=daemon.sh
 source "$E2E_DIR/lib/daemon.sh"
 
@@ -17,9 +19,23 @@ source "$E2E_DIR/lib/daemon.sh"
 : "${CRICTL_BIN:?run tests through e2e/run.sh}"
 : "${E2E_WORK:?run tests through e2e/run.sh}"
 
+# e2e_defer CMD...: runs CMD when the test exits, before the daemon is stopped (last
+# deferred first). For host objects a test makes itself (a netns, a listener).
+E2E_DEFERRED=()
+e2e_defer() {
+  E2E_DEFERRED=("$*" "${E2E_DEFERRED[@]}")
+}
+
 e2e_cleanup() {
   local rc=$?
   set +e
+  local cmd
+  for cmd in "${E2E_DEFERRED[@]}"; do eval "$cmd"; done
+  # Background helpers of the test (servers, port-forwards) must not outlive it.
+  local job
+  for job in $(jobs -p); do
+    [ "$job" = "${CORRAL_PID:-}" ] || kill "$job" 2>/dev/null
+  done
   if [ -n "${CORRAL_PID:-}" ] && kill -0 "$CORRAL_PID" 2>/dev/null; then
     cri rm -fa >/dev/null 2>&1
     cri rmp -fa >/dev/null 2>&1
@@ -40,7 +56,11 @@ e2e_cleanup() {
   exit "$rc"
 }
 trap e2e_cleanup EXIT
+# Name the command that stopped the test under `set -e`.
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
 
 if [ "${E2E_NO_DAEMON:-0}" != 1 ]; then
   corral_start
+  # Every test daemon has its own image store: bring the test image in.
+  [ "${E2E_NO_PULL:-0}" = 1 ] || cri pull "$E2E_IMAGE" >/dev/null
 fi

@@ -1,14 +1,11 @@
 #!/bin/bash
 # e2e: the ImageService through crictl (issue 5 "Done when").
 #
-# Needs: $CRICTL  - a crictl command line already pointing at a corral daemon
-#                   (e.g. "crictl --runtime-endpoint unix:///run/x.sock --image-endpoint unix:///run/x.sock")
-#        $REGISTRY - host:port of a registry serving $REGISTRY/busybox:latest over plain HTTP
+# Runs under e2e/run.sh (a throw-away daemon, $REGISTRY serving busybox:latest).
 # Exits non-zero with a message naming the failed check.
-set -uo pipefail
-
-: "${CRICTL:?set CRICTL to a crictl command line pointing at the daemon}"
-: "${REGISTRY:?set REGISTRY to the registry host:port}"
+E2E_NO_PULL=1 source "$(dirname "$0")/../lib/prelude.sh"
+set +e
+CRICTL="$CRICTL_BIN $CRICTL_ARGS"
 IMAGE="$REGISTRY/busybox:latest"
 failures=0
 

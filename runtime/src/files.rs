@@ -43,3 +43,44 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     };
     serde_json::from_slice(&data).map(Some).map_err(|source| Error::Json { path: path.display().to_string(), source })
 }
+
+/// A unix socket path short enough for `sockaddr_un` (108 bytes). Long state dirs make
+/// `<dir>/attach.sock` too long; then the socket is reached through the directory's open
+/// descriptor, `/proc/self/fd/<n>/attach.sock`. Keep the returned guard until the bind or
+/// connect is done.
+pub fn socket_path(path: &Path) -> Result<(Option<fs::File>, std::path::PathBuf)> {
+    const SUN_PATH_MAX: usize = 107;
+    if path.as_os_str().len() <= SUN_PATH_MAX {
+        return Ok((None, path.to_path_buf()));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::InvalidSpec(format!("socket path {path:?} has no directory")));
+    };
+    let dir_file = fs::File::open(dir).step(|| format!("open {dir:?}"))?;
+    let short = Path::new("/proc/self/fd").join(std::os::fd::AsRawFd::as_raw_fd(&dir_file).to_string()).join(name);
+    Ok((Some(dir_file), short))
+}
+
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+
+    #[test]
+    fn long_socket_paths_bind_and_connect_through_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("d".repeat(60)).join("e".repeat(60));
+        fs::create_dir_all(&deep).unwrap();
+        let path = deep.join("attach.sock");
+        assert!(path.as_os_str().len() > 107);
+        let (_guard, short) = socket_path(&path).unwrap();
+        assert!(short.starts_with("/proc/self/fd"), "{short:?}");
+        let listener = std::os::unix::net::UnixListener::bind(&short).unwrap();
+        assert!(path.exists(), "the socket is created in the real directory");
+        let (_guard2, again) = socket_path(&path).unwrap();
+        let _client = std::os::unix::net::UnixStream::connect(&again).unwrap();
+        listener.accept().unwrap();
+        let (none, same) = socket_path(Path::new("/run/x.sock")).unwrap();
+        assert!(none.is_none());
+        assert_eq!(same, Path::new("/run/x.sock"));
+    }
+}

@@ -239,7 +239,8 @@ impl Runtime {
             other => return Err(Error::InvalidState(format!("container {id} is not running: {other:?}"))),
         }
         let path = bundle.attach_socket();
-        std::os::unix::net::UnixStream::connect(&path).step(|| format!("connect {path:?}"))
+        let (_dir, short) = crate::files::socket_path(&path)?;
+        std::os::unix::net::UnixStream::connect(&short).step(|| format!("connect {path:?}"))
     }
 
     /// Asks the monitor to reopen the container's log file (after kubelet rotated it).

@@ -44,7 +44,8 @@ impl AttachServer {
     /// Listens on `path` (only root may connect).
     pub fn bind(path: &Path) -> Result<AttachServer> {
         let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path).step(|| format!("bind {path:?}"))?;
+        let (_dir, short) = crate::files::socket_path(path)?;
+        let listener = UnixListener::bind(&short).step(|| format!("bind {path:?}"))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).step(|| format!("chmod {path:?}"))?;
         listener.set_nonblocking(true).step(|| "set attach listener non-blocking")?;
         Ok(AttachServer { listener, clients: Vec::new() })

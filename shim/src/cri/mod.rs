@@ -106,7 +106,6 @@ impl Daemon {
         let options = crate::streaming::StreamingOptions::new(addr);
         let server =
             crate::streaming::StreamingServer::start_with(options, backend).await.context("streaming server")?;
-        tracing::info!(addr = %server.local_addr(), "streaming server listening");
         let _ = daemon.streaming.set(server);
         daemon.recover().await;
         Ok(daemon)

@@ -29,6 +29,9 @@ impl Daemon {
         let mut info = HashMap::new();
         if req.verbose {
             info.insert("config".to_string(), self.config.to_toml());
+            if let Some(server) = self.streaming.get() {
+                info.insert("streamingAddress".to_string(), server.local_addr().to_string());
+            }
             if let Ok(guard) = self.runtime_pod_cidr.read()
                 && let Some(cidr) = guard.as_ref()
             {
