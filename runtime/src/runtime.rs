@@ -249,7 +249,19 @@ impl Runtime {
         let monitor =
             bundle.monitor()?.ok_or_else(|| Error::InvalidState(format!("container {id} has not started")))?;
         let fd = monitor.pidfd()?.ok_or_else(|| Error::InvalidState(format!("container {id} is not running")))?;
-        pidfd_send_signal(&fd, Signal::SIGUSR1).step(|| format!("SIGUSR1 to monitor {}", monitor.pid))
+        pidfd_send_signal(&fd, Signal::SIGUSR1).step(|| format!("SIGUSR1 to monitor {}", monitor.pid))?;
+        // kubelet (and critest) look for the new file as soon as the call returns: wait
+        // until the monitor has reopened it, as containerd's synchronous reopen does.
+        if let Some(log) = bundle.start_record()?.options.log_path {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while !log.exists() {
+                if std::time::Instant::now() > deadline {
+                    return Err(Error::InvalidState(format!("monitor of {id} did not reopen {log:?} within 2s")));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        Ok(())
     }
 
     /// CPU, memory and pids usage of the container's cgroup.

@@ -435,7 +435,7 @@ impl Daemon {
         Ok(v1::UpdateContainerResourcesResponse {})
     }
 
-    pub(super) fn reopen_container_log(
+    pub(super) async fn reopen_container_log(
         &self,
         req: v1::ReopenContainerLogRequest,
     ) -> CriResult<v1::ReopenContainerLogResponse> {
@@ -444,7 +444,10 @@ impl Daemon {
         if record.state != ContainerState::Running {
             return Err(CriError::FailedPrecondition(format!("container {id} is not running")));
         }
-        self.runtime.reopen_log(&id)?;
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || runtime.reopen_log(&id))
+            .await
+            .map_err(|e| CriError::Internal(format!("reopening the log: {e}")))??;
         Ok(v1::ReopenContainerLogResponse {})
     }
 

@@ -44,12 +44,14 @@ impl Daemon {
             runtime_handlers: vec![v1::RuntimeHandler {
                 name: String::new(),
                 features: Some(v1::RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: false,
+                    // mount_setattr(AT_RECURSIVE) makes `rro` bind mounts (kernel >= 5.12).
+                    recursive_read_only_mounts: true,
+                    // Needs idmapped image layers for a user-namespaced rootfs: not yet.
                     user_namespaces: false,
                 }),
             }],
             features: Some(v1::RuntimeFeatures {
-                supplemental_groups_policy: false,
+                supplemental_groups_policy: true,
                 user_namespaces_host_network: false,
                 mount_options: false,
             }),

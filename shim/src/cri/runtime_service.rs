@@ -135,7 +135,7 @@ impl RuntimeService for RuntimeServer {
         &self,
         req: Request<v1::ReopenContainerLogRequest>,
     ) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
-        reply(self.daemon.reopen_container_log(req.into_inner()))
+        reply(self.daemon.reopen_container_log(req.into_inner()).await)
     }
 
     async fn exec_sync(&self, req: Request<v1::ExecSyncRequest>) -> Result<Response<v1::ExecSyncResponse>, Status> {
