@@ -14,7 +14,6 @@ use corral_cri::v1::image_service_server::ImageServiceServer;
 use corral_cri::v1::runtime_service_server::RuntimeServiceServer;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::config::Config;
 use crate::cri::{Daemon, ImageServer, RuntimeServer};
@@ -33,24 +32,88 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(),
         state_dir = %config.state_dir.display(), version = env!("CARGO_PKG_VERSION"), "corral serving");
 
-    let result = tonic::transport::Server::builder()
-        .trace_fn(|req| tracing::info_span!("cri", rpc = rpc_name(req.uri().path()), id = tracing::field::Empty))
-        .add_service(
-            RuntimeServiceServer::new(RuntimeServer::new(daemon.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            ImageServiceServer::new(ImageServer::new(daemon))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
-        .await;
+    let routes = tonic::service::Routes::new(
+        RuntimeServiceServer::new(RuntimeServer::new(daemon.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+    .add_service(
+        ImageServiceServer::new(ImageServer::new(daemon))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+    .prepare();
+    let result = serve_grpc(listener, Traced(routes)).await;
 
     remove_own_socket(&config.socket, socket_ino);
     tracing::info!("corral stopped");
-    result.context("gRPC server")
+    result
+}
+
+/// Serves HTTP/2 gRPC connections on `listener` until SIGTERM/SIGINT, then lets open
+/// requests finish for a few seconds.
+///
+/// corral runs its own accept loop instead of `tonic::transport::Server` because that server
+/// answers a request whose `grpc-timeout` ran out with CANCELLED, while gRPC (and critest)
+/// want DEADLINE_EXCEEDED, which the client reports by itself. Here handlers run to the end
+/// and the client keeps the deadline: the operations are idempotent, so a client that gave
+/// up and retries finds the work done.
+async fn serve_grpc(listener: UnixListener, service: Traced<tonic::service::Routes>) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!("accepting a connection: {e}");
+                        continue;
+                    }
+                };
+                let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await.is_err() {
+        tracing::warn!("requests still running after 5s; stopping anyway");
+    }
+    Ok(())
+}
+
+/// Runs every request in a `cri` span named after its RPC; handlers record the object id.
+#[derive(Clone)]
+struct Traced<S>(S);
+
+impl<S, B> tower::Service<tonic::codegen::http::Request<B>> for Traced<S>
+where
+    S: tower::Service<tonic::codegen::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tracing::instrument::Instrumented<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        use tracing::Instrument;
+        let span = tracing::info_span!("cri", rpc = rpc_name(req.uri().path()), id = tracing::field::Empty);
+        self.0.call(req).instrument(span)
+    }
 }
 
 /// `/runtime.v1.RuntimeService/Version` -> `Version`.
