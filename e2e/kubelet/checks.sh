@@ -63,13 +63,17 @@ probes_seen() {
 	(($(grep -c 'url:/ready.html' <<<"$logs") >= 3 && $(grep -c 'url:/alive.html' <<<"$logs") >= 3))
 }
 
-# web_stats_ok : /stats/summary has both web containers with non-zero numbers.
+# web_stats_ok : /stats/summary has both web containers with non-zero numbers
+# (ListContainerStats), and the image filesystem's size and use (ImageFsInfo).
+# Pod-level CPU, memory and network come from kubelet's own cAdvisor unless
+# the PodAndContainerStatsFromCRI feature gate is on, so they test no runtime.
 web_stats_ok() {
 	curl -fsS --max-time 10 "http://127.0.0.1:$KUBE_READONLY_PORT/stats/summary" |
 		jq -e --arg n "$(pod_jq web .metadata.name)" '
 			[.pods[] | select(.podRef.name == $n) | .containers[]] as $c
 			| ($c | length) == 2
-			and ($c | all(.memory.workingSetBytes > 0 and .cpu.usageCoreNanoSeconds > 0 and .rootfs != null and .logs.usedBytes > 0))' >/dev/null
+			and ($c | all(.memory.workingSetBytes > 0 and .cpu.usageCoreNanoSeconds > 0 and .rootfs != null and .logs.usedBytes > 0))
+			and (.node.runtime.imageFs | .capacityBytes > 0 and .usedBytes > 0)' >/dev/null
 }
 
 # web_gone SANDBOX : kubelet no longer lists web, the runtime has neither its
@@ -78,6 +82,13 @@ web_gone() {
 	[[ -z $(pod_jq web .metadata.uid 2>/dev/null) ]] &&
 		! "${CRICTL_CMD[@]}" inspectp "$1" >/dev/null 2>&1 &&
 		[[ -z $("${CRICTL_CMD[@]}" ps -aq --pod "$1" 2>/dev/null) ]]
+}
+
+# two_attempts_listed SANDBOX : crictl ps -a lists two attempts of its
+# container; the listing is left in LISTED.
+two_attempts_listed() {
+	LISTED=$("${CRICTL_CMD[@]}" ps -a --pod "$1" -o json) &&
+		(($(jq '[.containers[].metadata.attempt] | unique | length' <<<"$LISTED") >= 2))
 }
 
 # none_exist PATH... : true when no PATH exists.
@@ -146,15 +157,16 @@ check_crash() {
 		why "lastState: $(pod_jq crash '.status.containerStatuses[0].lastState | tojson')"
 		return 1
 	}
+	# An attempt runs 2 s; meanwhile the previous, exited one is still listed.
 	local sandbox json attempts exited_id
 	sandbox=$("${CRICTL_CMD[@]}" pods -q --name '^crash-' | head -n1)
-	json=$("${CRICTL_CMD[@]}" ps -a --pod "$sandbox" -o json)
-	attempts=$(jq -r '[.containers[].metadata.attempt] | sort | map(tostring) | join(",")' <<<"$json")
-	log kubelet "crictl ps -a: crash attempts $attempts (kubelet keeps the newest exited ones, restartCount $(pod_jq crash '.status.containerStatuses[0].restartCount'))"
-	[[ $(jq '[.containers[].metadata.attempt] | unique | length' <<<"$json") -ge 2 ]] || {
-		why "crictl ps -a shows attempts '$attempts', want at least two"
+	wait_until 30 two_attempts_listed "$sandbox" || {
+		why "crictl ps -a never showed two attempts of crash at once: $("${CRICTL_CMD[@]}" ps -a --pod "$sandbox" 2>&1 | tr '\n' '|')"
 		return 1
 	}
+	json=$LISTED
+	attempts=$(jq -r '[.containers[] | "\(.metadata.attempt):\(.state)"] | sort | join(", ")' <<<"$json")
+	log kubelet "crictl ps -a: crash attempts $attempts; kubelet: restartCount $(pod_jq crash '.status.containerStatuses[0].restartCount')"
 	exited_id=$(jq -r '[.containers[] | select(.state == "CONTAINER_EXITED")] | max_by(.metadata.attempt) | .id' <<<"$json")
 	[[ $("${CRICTL_CMD[@]}" inspect "$exited_id" | jq -r .status.exitCode) == 3 ]] || {
 		why "crictl inspect $exited_id: exit code is not 3"
@@ -277,28 +289,79 @@ check_removal() {
 	}
 }
 
-# log_errors : kubelet's error lines (klog "E" severity), grouped by source
-# line and message with the variable key=value parts dropped, most frequent
-# first: "<count> <file.go:line> <message>".
-log_errors() {
-	sed -nE 's/^E[0-9]{4} [0-9:.]+ +[0-9]+ ([^]]+)\] ("([^"\\]|\\.)*"|[^ ]+).*/\1 \2/p' "$KUBELET_LOG" |
-		sort | uniq -c | sort -rn
+# error_lines : kubelet's error lines (klog "E" severity) without the klog
+# header's date, time and pid: "<file.go:line>] <message> <key=value...>".
+# A NotFound from ContainerStatus for a container kubelet itself removed
+# earlier is marked "[after RemoveContainer] ": kubelet's container deleter
+# asks again for containers it has just removed, and NotFound is the answer
+# the CRI requires then.
+error_lines() {
+	awk '
+		function container_id(line) {
+			if (!match(line, /containerID="[0-9a-f]+"/)) return ""
+			return substr(line, RSTART + 13, RLENGTH - 14)
+		}
+		/"RemoveContainer" containerID="/ { removed[container_id($0)] = 1 }
+		/^E[0-9][0-9][0-9][0-9] / {
+			line = $0
+			sub(/^E[0-9]+ [0-9:.]+ +[0-9]+ /, "", line)
+			if (line ~ /"ContainerStatus from runtime service failed"/ && line ~ /code = NotFound/ && (container_id(line) in removed))
+				line = "[after RemoveContainer] " line
+			print line
+		}
+	' "$KUBELET_LOG"
 }
 
-# check_log_errors KNOWN_FILE RUNTIME : no error kubelet logged more than once
-# (a repeated error is a failing RPC, a missing stat, ...), except those
-# KNOWN_FILE lists for RUNTIME as "<runtime> <file.go:line> # <reason>".
+# known_errors KNOWN_FILE RUNTIME : the patterns KNOWN_FILE accepts for
+# RUNTIME, one "<pattern>\t<reason>" per line. File format:
+#   <runtime>[,<runtime>...] <extended regex>  # <reason>
+known_errors() {
+	local runtimes rest
+	while read -r runtimes rest; do
+		[[ -z $runtimes || $runtimes == \#* ]] && continue
+		[[ ,$runtimes, == *",$2,"* ]] || continue
+		printf '%s\t%s\n' "$(sed -E 's/ +# .*$//' <<<"$rest")" "$(sed -E 's/^.* # +//' <<<"$rest")"
+	done <"$1"
+}
+
+# check_log_errors KNOWN_FILE RUNTIME : kubelet logged no error twice (from the
+# same source line), except lines KNOWN_FILE accepts with a reason. A repeated
+# error is a failing RPC, a missing stat, a pod that cannot start...; the
+# known ones are printed with their reason, single ones as information.
 check_log_errors() {
-	local known=$1 runtime=$2 count where msg repeated=() line
-	while read -r count where msg; do
-		((count >= 2)) || continue
-		line="$count x $where $msg"
-		if grep -qE "^$runtime +${where//./\\.}( |$)" "$known" 2>/dev/null; then
-			log kubelet "known: $line # $(grep -E "^$runtime +${where//./\\.}( |$)" "$known" | head -n1 | sed 's/^[^#]*# *//')"
+	local known=$1 runtime=$2 line pattern reason matched key
+	local -A hits=() unknown=() sample=()
+	local -a patterns=() reasons=()
+	while IFS=$'\t' read -r pattern reason; do
+		patterns+=("$pattern")
+		reasons+=("$reason")
+	done < <(known_errors "$known" "$runtime")
+	while IFS= read -r line; do
+		matched=0
+		for i in "${!patterns[@]}"; do
+			if grep -qE -- "${patterns[$i]}" <<<"$line"; then
+				hits[$i]=$((${hits[$i]:-0} + 1))
+				matched=1
+				break
+			fi
+		done
+		((matched)) && continue
+		# Group by source line and message (the quoted text after the header).
+		key=$(sed -E 's/^(\[[^]]*\] )?([^]]+)\] ("([^"\\]|\\.)*"|[^ ]*).*/\1\2 \3/' <<<"$line")
+		unknown[$key]=$((${unknown[$key]:-0} + 1))
+		sample[$key]=$line
+	done < <(error_lines)
+	for i in "${!hits[@]}"; do
+		log kubelet "accepted error, ${hits[$i]} x: ${patterns[$i]} # ${reasons[$i]}"
+	done
+	local repeated=()
+	for key in "${!unknown[@]}"; do
+		if ((unknown[$key] >= 2)); then
+			repeated+=("${unknown[$key]} x ${sample[$key]:0:400}")
 		else
-			repeated+=("$line")
+			log kubelet "error logged once: ${sample[$key]:0:300}"
 		fi
-	done < <(log_errors)
+	done
 	((${#repeated[@]} == 0)) || {
 		why "kubelet logged these errors repeatedly (see $KUBELET_LOG):"
 		printf '      %s\n' "${repeated[@]}" >&2

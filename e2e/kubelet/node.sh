@@ -51,7 +51,10 @@ remove_cgroup_tree() {
 node_preflight() {
 	local h port
 	for h in "${KUBE_CGROUP_HIERARCHIES[@]}"; do
-		[[ -d ${h}kubepods ]] && die kubelet "${h}kubepods exists: another kubelet runs on this host (or a run left it behind)" && return 1
+		if [[ -d ${h}kubepods ]]; then
+			die kubelet "${h}kubepods exists: another kubelet runs on this host (or a run left it behind)"
+			return
+		fi
 	done
 	for port in "$KUBE_READONLY_PORT" "$KUBE_HEALTHZ_PORT" 31080; do
 		if ss -Htln "sport = :$port" | grep -q .; then
