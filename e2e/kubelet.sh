@@ -2,8 +2,12 @@
 # A real kubelet (v1.37.2, standalone: no API server, static pods) on a
 # throw-away CRI runtime, and checks of what it makes the runtime do.
 #
-#   e2e/kubelet.sh [--runtime corral|containerd] [--keep-logs]
+#   e2e/kubelet.sh [--runtime corral|containerd] [--cri-stats] [--keep-logs]
 #   e2e/kubelet.sh --build-only        # only build/cache the kubelet binary
+#
+# --cri-stats turns on kubelet's PodAndContainerStatsFromCRI feature gate: pod
+# CPU, memory and network in /stats/summary then come from the runtime's
+# ListPodSandboxStats instead of kubelet's cAdvisor, and are checked too.
 #
 # Builds kubelet once from the Go module proxy (e2e/kubelet/build.sh; cached in
 # ${CORRAL_TOOLS:-/var/cache/corral-tools}), starts the runtime (corral: bridge
@@ -41,6 +45,7 @@ source "$E2E_DIR/kubelet/checks.sh"
 
 RUNTIME=corral
 KEEP_LOGS=0
+KUBE_CRI_STATS=0
 BUILD_ONLY=0
 PASSED=()
 FAILED=()
@@ -56,6 +61,7 @@ parse_args() {
 		case $1 in
 		--runtime) RUNTIME=${2:?--runtime needs corral or containerd} && shift ;;
 		--keep-logs) KEEP_LOGS=1 ;;
+		--cri-stats) KUBE_CRI_STATS=1 ;;
 		--build-only) BUILD_ONLY=1 ;;
 		-h | --help) usage ;;
 		*) log kubelet "unknown option $1" && usage ;;
@@ -63,6 +69,8 @@ parse_args() {
 		shift
 	done
 	[[ $RUNTIME == corral || $RUNTIME == containerd ]] || usage
+	MODE="runtime $RUNTIME"
+	if ((KUBE_CRI_STATS)); then MODE+=", --cri-stats"; fi
 }
 
 # check NAME FUNCTION : run one check, record and print its outcome.
@@ -158,7 +166,7 @@ main() {
 	: >"$CRI_CONFIG_FILE"
 	trap cleanup EXIT
 	trap 'exit 130' INT TERM
-	log kubelet "run $WORK, runtime $RUNTIME"
+	log kubelet "run $WORK: $MODE"
 
 	node_preflight
 	REGISTRY_DIR=$WORK/registry
@@ -179,12 +187,12 @@ main() {
 	check "oom: OOMKilled, exit 137" check_oom
 	check "crash: restarts counted, attempts kept" check_crash
 	check "logs: CRI files under podLogsDir, crictl logs" check_logs
-	check "stats: /stats/summary has container numbers" check_stats
+	check "stats: /stats/summary has the runtime's numbers" check_stats
 	snapshot running
 	check "removal: manifest gone -> nothing left" check_removal
 	check "kubelet log: no repeated errors" check_log_errors "$E2E_DIR/kubelet/known-log-errors.txt" "$RUNTIME"
 
-	log kubelet "runtime $RUNTIME: ${#PASSED[@]} passed, ${#FAILED[@]} failed; setup $((setup_done - started)) s, checks $((SECONDS - setup_done)) s"
+	log kubelet "$MODE: ${#PASSED[@]} passed, ${#FAILED[@]} failed; setup $((setup_done - started)) s, checks $((SECONDS - setup_done)) s"
 	((${#FAILED[@]} == 0))
 }
 

@@ -64,16 +64,18 @@ probes_seen() {
 }
 
 # web_stats_ok : /stats/summary has both web containers with non-zero numbers
-# (ListContainerStats), and the image filesystem's size and use (ImageFsInfo).
-# Pod-level CPU, memory and network come from kubelet's own cAdvisor unless
-# the PodAndContainerStatsFromCRI feature gate is on, so they test no runtime.
+# (ListContainerStats) and the image filesystem's size and use (ImageFsInfo).
+# With --cri-stats also web's pod-level CPU, memory and network
+# (ListPodSandboxStats); without it kubelet takes those from its own cAdvisor,
+# which tests no runtime.
 web_stats_ok() {
 	curl -fsS --max-time 10 "http://127.0.0.1:$KUBE_READONLY_PORT/stats/summary" |
-		jq -e --arg n "$(pod_jq web .metadata.name)" '
-			[.pods[] | select(.podRef.name == $n) | .containers[]] as $c
-			| ($c | length) == 2
-			and ($c | all(.memory.workingSetBytes > 0 and .cpu.usageCoreNanoSeconds > 0 and .rootfs != null and .logs.usedBytes > 0))
-			and (.node.runtime.imageFs | .capacityBytes > 0 and .usedBytes > 0)' >/dev/null
+		jq -e --arg n "$(pod_jq web .metadata.name)" --argjson pod_level "$KUBE_CRI_STATS" '
+			[.pods[] | select(.podRef.name == $n)][0] as $pod
+			| ($pod.containers | length) == 2
+			and ($pod.containers | all(.memory.workingSetBytes > 0 and .cpu.usageCoreNanoSeconds > 0 and .rootfs != null and .logs.usedBytes > 0))
+			and (.node.runtime.imageFs | .capacityBytes > 0 and .usedBytes > 0)
+			and ($pod_level == 0 or ($pod | .cpu.usageCoreNanoSeconds > 0 and .memory.workingSetBytes > 0 and .network.rxBytes > 0 and .network.txBytes > 0))' >/dev/null
 }
 
 # web_gone SANDBOX : kubelet no longer lists web, the runtime has neither its
@@ -233,7 +235,7 @@ check_logs() {
 # web's containers.
 check_stats() {
 	wait_until 60 web_stats_ok || {
-		why "/stats/summary for web: $(curl -fsS --max-time 10 "http://127.0.0.1:$KUBE_READONLY_PORT/stats/summary" | jq -c --arg n "$(pod_jq web .metadata.name)" '.pods[] | select(.podRef.name == $n)' | head -c 1500)"
+		why "/stats/summary: $(curl -fsS --max-time 10 "http://127.0.0.1:$KUBE_READONLY_PORT/stats/summary" | jq -c --arg n "$(pod_jq web .metadata.name)" '{imageFs: .node.runtime.imageFs, web: (.pods[] | select(.podRef.name == $n))}' | head -c 2000)"
 		return 1
 	}
 }

@@ -76,6 +76,10 @@ node_write_config() {
 	KUBE_DIR=$KUBE_DIR RUNTIME_ENDPOINT=$RUNTIME_ENDPOINT CGROUP_DRIVER=$CGROUP_DRIVER \
 		READONLY_PORT=$KUBE_READONLY_PORT HEALTHZ_PORT=$KUBE_HEALTHZ_PORT \
 		envsubst <"$E2E_DIR/kubelet/kubelet-config.yaml.in" >"$KUBE_DIR/config.yaml"
+	if ((KUBE_CRI_STATS)); then
+		printf '%s\n' "# --cri-stats: pod-level stats from the runtime (ListPodSandboxStats)." \
+			"featureGates:" "  PodAndContainerStatsFromCRI: true" >>"$KUBE_DIR/config.yaml"
+	fi
 }
 
 # --- the kubelet ------------------------------------------------------------------
