@@ -106,7 +106,7 @@ runtime_leak_check() {
 		local veths
 		veths=$(ip -o link show master "$KUBE_CORRAL_BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | tr '\n' ' ')
 		[[ -z ${veths// /} ]] || LEAKS+=("veths on $KUBE_CORRAL_BRIDGE: $veths")
-		if nft list table ip "corral_$KUBE_CORRAL_BRIDGE" 2>/dev/null | grep -q 'comment "'; then
+		if nft list table ip "corral_$KUBE_CORRAL_BRIDGE" 2>/dev/null | grep 'comment "' >/dev/null; then
 			LEAKS+=("hostPort elements in nft table corral_$KUBE_CORRAL_BRIDGE")
 		fi
 	fi

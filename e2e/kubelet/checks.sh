@@ -126,7 +126,7 @@ check_web() {
 		why "server log does not show 3 readiness (/ready.html) and 3 liveness (/alive.html) requests: $("${CRICTL_CMD[@]}" logs "$server" 2>&1 | tail -n 5 | tr '\n' '|')"
 		return 1
 	}
-	"${CRICTL_CMD[@]}" logs "$client" 2>&1 | grep -q "^served by web-" || {
+	"${CRICTL_CMD[@]}" logs "$client" 2>&1 | grep "^served by web-" >/dev/null || {
 		why "client log never shows the page it fetched from 127.0.0.1:8080: $("${CRICTL_CMD[@]}" logs --tail 3 "$client" 2>&1 | tr '\n' '|')"
 		return 1
 	}
@@ -161,7 +161,7 @@ check_crash() {
 	}
 	# An attempt runs 2 s; meanwhile the previous, exited one is still listed.
 	local sandbox json attempts exited_id
-	sandbox=$("${CRICTL_CMD[@]}" pods -q --name '^crash-' | head -n1)
+	sandbox=$("${CRICTL_CMD[@]}" pods -q --name '^crash-' | awk 'NR == 1')
 	wait_until 30 two_attempts_listed "$sandbox" || {
 		why "crictl ps -a never showed two attempts of crash at once: $("${CRICTL_CMD[@]}" ps -a --pod "$sandbox" 2>&1 | tr '\n' '|')"
 		return 1
@@ -174,7 +174,7 @@ check_crash() {
 		why "crictl inspect $exited_id: exit code is not 3"
 		return 1
 	}
-	"${CRICTL_CMD[@]}" logs "$exited_id" 2>&1 | grep -q 'exiting 3' || {
+	"${CRICTL_CMD[@]}" logs "$exited_id" 2>&1 | grep 'exiting 3' >/dev/null || {
 		why "crictl logs $exited_id lacks the attempt's output"
 		return 1
 	}
@@ -218,8 +218,8 @@ check_logs() {
 			return 1
 		fi
 		# crictl logs prints the text of the lines the file held when it read it.
-		text=$("${CRICTL_CMD[@]}" logs "$id" 2>&1 | head -n 3)
-		[[ -n $text && $(cut -d' ' -f4- "$path" | head -n 3) == "$text" ]] || {
+		text=$("${CRICTL_CMD[@]}" logs "$id" 2>&1 | sed -n '1,3p')
+		[[ -n $text && $(cut -d' ' -f4- "$path" | sed -n '1,3p') == "$text" ]] || {
 			why "$ctr: crictl logs ('$text') differs from the file's first lines"
 			return 1
 		}
@@ -245,7 +245,7 @@ check_stats() {
 # container, sandbox, veth, IPAM record, mount, cgroup or log dir of it remains.
 check_removal() {
 	local sandbox ids ip netns ifindex uid name ns
-	sandbox=$("${CRICTL_CMD[@]}" pods -q --name '^web-' | head -n1)
+	sandbox=$("${CRICTL_CMD[@]}" pods -q --name '^web-' | awk 'NR == 1')
 	ids=$("${CRICTL_CMD[@]}" ps -aq --pod "$sandbox" | tr '\n' ' ')
 	ip=$(pod_jq web .status.podIP)
 	uid=$(pod_jq web .metadata.uid)
@@ -259,7 +259,7 @@ check_removal() {
 		why "could not record web's sandbox '$sandbox', containers '$ids', IP '$ip', netns '$netns', veth '$ifindex'"
 		return 1
 	}
-	ip -o link show | grep -q "^$ifindex: " || {
+	ip -o link show | grep "^$ifindex: " >/dev/null || {
 		why "no host link with ifindex $ifindex (web's veth) before the removal"
 		return 1
 	}
@@ -278,7 +278,7 @@ check_removal() {
 	done
 	grep -q "$sandbox" /proc/self/mountinfo && left+=("mount naming sandbox $sandbox")
 	grep -qF "$netns" /proc/self/mountinfo && left+=("nsfs mount of $netns")
-	ip -o link show | grep -q "^$ifindex: " && left+=("veth ifindex $ifindex")
+	ip -o link show | grep "^$ifindex: " >/dev/null && left+=("veth ifindex $ifindex")
 	[[ -n $(find "$RUNTIME_IPAM_DIR" -name "$ip" 2>/dev/null) ]] && left+=("IPAM record $ip")
 	compgen -G "/sys/fs/cgroup/*/kubepods/*pod$uid" >/dev/null && left+=("cgroup pod$uid")
 	compgen -G "/sys/fs/cgroup/*/kubepods/*/pod$uid" >/dev/null && left+=("cgroup pod$uid")

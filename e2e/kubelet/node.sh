@@ -57,7 +57,7 @@ node_preflight() {
 		fi
 	done
 	for port in "$KUBE_READONLY_PORT" "$KUBE_HEALTHZ_PORT" 31080; do
-		if ss -Htln "sport = :$port" | grep -q .; then
+		if [[ -n $(ss -Htln "sport = :$port") ]]; then
 			die kubelet "port $port is in use" || return
 		fi
 	done
