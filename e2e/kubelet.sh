@@ -181,7 +181,12 @@ main() {
 	node_start
 
 	local setup_done=$SECONDS
-	cp "$E2E_DIR"/kubelet/manifests/*.yaml "$KUBE_DIR/manifests/"
+	# Atomically (kubelet skips dot files): a half-written manifest is an error in its log.
+	local manifest
+	for manifest in "$E2E_DIR"/kubelet/manifests/*.yaml; do
+		cp "$manifest" "$KUBE_DIR/manifests/.${manifest##*/}"
+		mv "$KUBE_DIR/manifests/.${manifest##*/}" "$KUBE_DIR/manifests/${manifest##*/}"
+	done
 	check "web: two containers, shared network, probes pass" check_web
 	check "hostport: 127.0.0.1:31080 reaches the pod" check_hostport
 	check "oom: OOMKilled, exit 137" check_oom

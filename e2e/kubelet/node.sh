@@ -92,6 +92,7 @@ kubelet_healthy() {
 node_start() {
 	KUBELET_LOG=$WORK/logs/kubelet.log
 	# --root-dir and --cert-dir are flags only (no config field).
+	# shellcheck disable=SC2153 # KUBELET_BIN is set by e2e/kubelet.sh
 	"$KUBELET_BIN" --config "$KUBE_DIR/config.yaml" --root-dir "$KUBE_DIR/root" \
 		--cert-dir "$KUBE_DIR/pki" --v="${KUBELET_VERBOSITY:-2}" >>"$KUBELET_LOG" 2>&1 </dev/null &
 	KUBELET_PID=$!
@@ -109,7 +110,12 @@ node_start() {
 node_drain() {
 	[[ -n ${KUBELET_PID:-} ]] && pid_is_running "$KUBELET_PID" kubelet || return 0
 	rm -f "$KUBE_DIR"/manifests/*.yaml
-	wait_until 60 node_drained || log kubelet "warning: kubelet did not stop every pod within 60 s of its manifests leaving"
+	local started=$SECONDS
+	if wait_until 60 node_drained; then
+		log kubelet "kubelet stopped its pods $((SECONDS - started)) s after their manifests left"
+	else
+		log kubelet "warning: kubelet did not stop every pod within 60 s of its manifests leaving"
+	fi
 }
 
 # node_drained : no running container, no pod cgroup left.

@@ -8,8 +8,9 @@
 #   RUNTIME_POD_NET    the pod subnet's prefix, e.g. 10.240. (pod IPs must start with it)
 # and CRICTL_CMD=(crictl --runtime-endpoint ... --image-endpoint ...).
 # Needs WORK (the run's directory) and E2E_DIR.
+# shellcheck disable=SC2034 # the RUNTIME_* variables are read by checks.sh
 
-# Reserved for this script on the shared test machine (see the task):
+# Assigned to this script on the shared test machine: no other test uses them.
 KUBE_CORRAL_BRIDGE=ckube0
 KUBE_CORRAL_CIDR=10.240.0.0/16
 KUBE_CORRAL_CGROUP_ROOT=/corral-kube
