@@ -8,9 +8,9 @@
 #
 # Caches, under ${CORRAL_TOOLS:-/var/cache/corral-tools}:
 #   bin/kubelet   reused while `kubelet --version` reports KUBELET_VERSION
-#   go/mod        the Go module cache (GOMODCACHE): ~600 MB, a rebuild after a
+#   go/mod        the Go module cache (GOMODCACHE): ~520 MB; a rebuild after a
 #                 version change downloads only what changed
-# The Go build cache is a throw-away directory: with the binary cached it
+# The Go build cache (~2.2 GB while building) is a throw-away directory: with the binary cached it
 # would only help a version change, and it is larger than everything else.
 
 _KUBELET_BUILD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,7 +46,7 @@ _kubelet_ldflags() {
 _kubelet_build() {
 	local bin=$1 scratch status=0 started=$SECONDS
 	scratch=$(mktemp -d "${TMPDIR:-/tmp}/kubelet-build.XXXXXX")
-	log kubelet "building kubelet $KUBELET_VERSION (first run only: ~10-20 min on 2 cores); log: $scratch/build.log"
+	log kubelet "building kubelet $KUBELET_VERSION (first run only: ~8 min on 2 busy cores); log: $scratch/build.log"
 	# Tags as upstream builds kubelet (selinux, notest, grpcnotrace); cgo on,
 	# as upstream (kubelet is not in its list of static binaries).
 	GOMODCACHE=$(corral_tools_dir)/go/mod GOCACHE=$scratch/gocache GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
