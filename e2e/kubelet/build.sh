@@ -10,8 +10,8 @@
 #   bin/kubelet   reused while `kubelet --version` reports KUBELET_VERSION
 #   go/mod        the Go module cache (GOMODCACHE): ~520 MB; a rebuild after a
 #                 version change downloads only what changed
-# The Go build cache (~2.2 GB while building) is a throw-away directory: with the binary cached it
-# would only help a version change, and it is larger than everything else.
+# The Go build cache (~2.2 GB while building) is a throw-away directory: with
+# the binary cached it would only help a version change.
 
 _KUBELET_BUILD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=e2e/lib/common.sh
