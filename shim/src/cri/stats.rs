@@ -5,7 +5,7 @@
 //! disk and the pod's network interfaces, measured at call time.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use corral_cri::v1;
 
@@ -167,7 +167,7 @@ impl Daemon {
     /// pod's network namespace (none for host-network pods: kubelet reports the node's).
     fn network_usage(&self, s: &SandboxRecord, timestamp: i64) -> Option<v1::NetworkUsage> {
         s.netns.as_ref()?;
-        let pid = self.containers.list().iter().find(|c| c.sandbox_id == s.id).and_then(|c| c.pid)?;
+        let pid = pid_in_pod(&self.containers.list(), &s.id)?;
         let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
         let mut interfaces: Vec<v1::NetworkInterfaceUsage> =
             text.lines().skip(2).filter_map(parse_net_dev_line).filter(|i| i.name != "lo").collect();
@@ -175,6 +175,14 @@ impl Daemon {
         let default_interface = interfaces.remove(default_at);
         Some(v1::NetworkUsage { timestamp, default_interface: Some(default_interface), interfaces })
     }
+}
+
+/// A process inside the pod's namespaces: the first process of any running container of
+/// the pod. Exited containers have no pid, and a pod keeps them listed (kubelet keeps the
+/// last attempt of a restarted container, and finished init containers), so the first
+/// container of the pod is not necessarily one that runs.
+fn pid_in_pod(containers: &[Arc<ContainerRecord>], sandbox_id: &str) -> Option<u32> {
+    containers.iter().filter(|c| c.sandbox_id == sandbox_id && c.state == ContainerState::Running).find_map(|c| c.pid)
 }
 
 fn memory_usage(timestamp: i64, s: &corral_runtime::Stats) -> v1::MemoryUsage {
@@ -222,6 +230,21 @@ mod tests {
         assert_eq!(samples.rate("c", 2_000_000_000, 500_000_000), Some(500_000_000));
         samples.forget(|_| false);
         assert_eq!(samples.rate("c", 3_000_000_000, 600_000_000), None);
+    }
+
+    #[test]
+    fn pod_pid_comes_from_a_running_container() {
+        let container = |id: &str, sandbox: &str, state, pid| {
+            Arc::new(ContainerRecord { id: id.into(), sandbox_id: sandbox.into(), state, pid, ..Default::default() })
+        };
+        let containers = [
+            container("init", "pod", ContainerState::Exited, None),
+            container("other", "other-pod", ContainerState::Running, Some(7)),
+            container("app", "pod", ContainerState::Running, Some(42)),
+        ];
+        assert_eq!(pid_in_pod(&containers, "pod"), Some(42), "the exited container listed first is skipped");
+        assert_eq!(pid_in_pod(&containers[..2], "pod"), None, "no running container, no pid");
+        assert_eq!(pid_in_pod(&containers, "other-pod"), Some(7));
     }
 
     #[test]
