@@ -32,4 +32,7 @@ python3 e2e/check-proto.py proto/api.proto "$modcache/$CRI_API/pkg/apis/runtime/
 section "end-to-end tests (crictl against a throw-away corral)"
 e2e/run.sh
 
+section "a real kubelet (standalone, static pods) on corral"
+e2e/kubelet.sh
+
 section "all tests passed"

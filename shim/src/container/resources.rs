@@ -85,7 +85,9 @@ pub fn apply(
             }
             resources.set_hugepage_limits(Some(limits));
         } else {
-            warn!(count = cri.hugepage_limits.len(), "hugetlb cgroup controller is missing: hugepage limits ignored");
+            // kubelet sends hugepage limits with every container: say it once, not per create.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| warn!("hugetlb cgroup controller is missing: hugepage limits are ignored"));
         }
     }
 

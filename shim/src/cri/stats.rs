@@ -5,7 +5,7 @@
 //! disk and the pod's network interfaces, measured at call time.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use corral_cri::v1;
 
@@ -163,12 +163,12 @@ impl Daemon {
         }
     }
 
-    /// Counters of the pod's interfaces, read from /proc/<pid>/net/dev of a process in the
-    /// pod's network namespace (none for host-network pods: kubelet reports the node's).
+    /// Counters of the pod's interfaces, read inside its pinned network namespace, so they
+    /// are there even when none of its containers runs (none for host-network pods: kubelet
+    /// reports the node's).
     fn network_usage(&self, s: &SandboxRecord, timestamp: i64) -> Option<v1::NetworkUsage> {
-        s.netns.as_ref()?;
-        let pid = pid_in_pod(&self.containers.list(), &s.id)?;
-        let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
+        let text =
+            read_net_dev_in(s.netns.as_ref()?).map_err(|e| tracing::debug!(pod = %s.id, "network stats: {e}")).ok()?;
         let mut interfaces: Vec<v1::NetworkInterfaceUsage> =
             text.lines().skip(2).filter_map(parse_net_dev_line).filter(|i| i.name != "lo").collect();
         let default_at = interfaces.iter().position(|i| i.name == "eth0")?;
@@ -177,12 +177,20 @@ impl Daemon {
     }
 }
 
-/// A process inside the pod's namespaces: the first process of any running container of
-/// the pod. Exited containers have no pid, and a pod keeps them listed (kubelet keeps the
-/// last attempt of a restarted container, and finished init containers), so the first
-/// container of the pod is not necessarily one that runs.
-fn pid_in_pod(containers: &[Arc<ContainerRecord>], sandbox_id: &str) -> Option<u32> {
-    containers.iter().filter(|c| c.sandbox_id == sandbox_id && c.state == ContainerState::Running).find_map(|c| c.pid)
+/// `/proc/net/dev` of a network namespace: read on a throw-away thread that joins it
+/// (`/proc/thread-self/net` follows the thread's namespace), so no daemon thread moves.
+fn read_net_dev_in(netns: &std::path::Path) -> std::io::Result<String> {
+    let netns = netns.to_path_buf();
+    std::thread::Builder::new()
+        .name("corral-netstats".into())
+        .spawn(move || {
+            let ns = std::fs::File::open(&netns)?;
+            nix::sched::setns(std::os::fd::AsFd::as_fd(&ns), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
+            std::fs::read_to_string("/proc/thread-self/net/dev")
+        })?
+        .join()
+        .map_err(|_| std::io::Error::other("network stats thread panicked"))?
 }
 
 fn memory_usage(timestamp: i64, s: &corral_runtime::Stats) -> v1::MemoryUsage {
@@ -233,18 +241,17 @@ mod tests {
     }
 
     #[test]
-    fn pod_pid_comes_from_a_running_container() {
-        let container = |id: &str, sandbox: &str, state, pid| {
-            Arc::new(ContainerRecord { id: id.into(), sandbox_id: sandbox.into(), state, pid, ..Default::default() })
-        };
-        let containers = [
-            container("init", "pod", ContainerState::Exited, None),
-            container("other", "other-pod", ContainerState::Running, Some(7)),
-            container("app", "pod", ContainerState::Running, Some(42)),
-        ];
-        assert_eq!(pid_in_pod(&containers, "pod"), Some(42), "the exited container listed first is skipped");
-        assert_eq!(pid_in_pod(&containers[..2], "pod"), None, "no running container, no pid");
-        assert_eq!(pid_in_pod(&containers, "other-pod"), Some(7));
+    fn net_dev_is_read_inside_the_pod_namespace() {
+        // A pinned namespace with only `lo`: its /proc/net/dev lists no host interface.
+        let dir = tempfile::tempdir().unwrap();
+        let which = corral_runtime::PodNamespaces { net: true, ipc: false, uts: false };
+        let pinned = corral_runtime::namespaces::pin(dir.path(), which, None, &[]).unwrap();
+        let text = read_net_dev_in(pinned.net.as_ref().unwrap());
+        corral_runtime::namespaces::unpin(dir.path()).unwrap();
+        let names: Vec<String> =
+            text.unwrap().lines().skip(2).filter_map(|l| l.split_once(':')).map(|(n, _)| n.trim().into()).collect();
+        assert_eq!(names, vec!["lo".to_string()]);
+        assert!(read_net_dev_in(std::path::Path::new("/nonexistent/netns")).is_err());
     }
 
     #[test]
