@@ -111,6 +111,7 @@ impl Daemon {
             serde_json::to_vec(&built.spec).map_err(|e| CriError::Internal(format!("encoding spec: {e}")))?;
         crate::store::atomic::write(&dir.join("spec.json"), &spec_json)
             .map_err(|e| CriError::Internal(e.to_string()))?;
+        crate::fault::point("after-container-spec-written");
 
         let log_path = match (sandbox.config.log_directory.as_str(), config.log_path.as_str()) {
             ("", _) | (_, "") => None,
@@ -135,6 +136,7 @@ impl Daemon {
         };
         let record =
             self.containers.put(record).map_err(|e| CriError::Internal(format!("saving container record: {e}")))?;
+        crate::fault::point("after-container-record-written");
         self.publish(&record, v1::ContainerEventType::ContainerCreatedEvent);
         tracing::info!(container = %id, pod = %sandbox_id, image = %image_name, "container created");
         Ok(())
@@ -200,6 +202,7 @@ impl Daemon {
                 return Err(err.into());
             }
         };
+        crate::fault::point("after-monitor-started");
         let record = self
             .containers
             .update(&id, |c| {
@@ -338,6 +341,7 @@ impl Daemon {
         tokio::task::spawn_blocking(move || runtime.delete(&rid))
             .await
             .map_err(|e| CriError::Internal(format!("deleting container: {e}")))??;
+        crate::fault::point("mid-container-removal");
         let dir = self.container_dir(id);
         if let Err(e) = std::fs::remove_dir_all(&dir)
             && e.kind() != std::io::ErrorKind::NotFound
