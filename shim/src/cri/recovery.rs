@@ -8,6 +8,7 @@
 //! are garbage-collected here, so nothing leaks across crashes.
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use super::{Daemon, now_nanos};
 use crate::store::records::{ContainerState, SandboxState};
@@ -84,23 +85,14 @@ impl Daemon {
             }
             Err(e) => tracing::warn!("listing runtime state: {e}"),
         }
-        for (dir, known) in
-            [(self.config.state_dir.join("pods"), &sandboxes), (self.config.root.join("containers-rw"), &containers)]
-        {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if known.contains(&name) {
-                    continue;
-                }
-                tracing::info!(path = %entry.path().display(), "removing orphaned directory");
-                if dir.ends_with("pods") {
-                    let _ = corral_runtime::namespaces::unpin(&entry.path());
-                    let _ = crate::pod::shm_unmount(&entry.path());
-                }
-                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                    tracing::warn!(path = %entry.path().display(), "removing orphan: {e}");
-                }
+        for (id, path) in unknown_entries(&self.config.state_dir.join("pods"), &sandboxes) {
+            tracing::info!(path = %path.display(), "removing orphaned pod");
+            self.remove_orphaned_pod(&id, &path).await;
+        }
+        for (_, path) in unknown_entries(&self.config.root.join("containers-rw"), &containers) {
+            tracing::info!(path = %path.display(), "removing orphaned writable layer");
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                tracing::warn!(path = %path.display(), "removing orphan: {e}");
             }
         }
         let live: Vec<String> =
@@ -109,4 +101,41 @@ impl Daemon {
             tracing::warn!("network garbage collection: {e}");
         }
     }
+
+    /// Takes away what a RunPodSandbox that crashed before writing its record made: the
+    /// pause process and the pod cgroup (made before the network), the pinned namespaces,
+    /// /dev/shm and the pod dir. The network attachment goes with the network GC.
+    async fn remove_orphaned_pod(&self, id: &str, dir: &Path) {
+        let own_cgroup = format!("{}/{}", self.config.cgroup_root.trim_end_matches('/'), id);
+        let dir_owned = dir.to_path_buf();
+        let stopped = tokio::task::spawn_blocking(move || -> corral_runtime::Result<()> {
+            corral_runtime::pause::stop(&dir_owned)?;
+            corral_runtime::cgroups::remove_pod_cgroup(&own_cgroup)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = stopped {
+            tracing::warn!(pod = %id, "removing orphan's pause process and cgroup: {e}");
+        }
+        if let Err(e) = corral_runtime::namespaces::unpin(dir) {
+            tracing::warn!(pod = %id, "unpinning orphan's namespaces: {e}");
+        }
+        if let Err(e) = crate::pod::shm_unmount(dir) {
+            tracing::warn!(pod = %id, "unmounting orphan's /dev/shm: {e}");
+        }
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            tracing::warn!(path = %dir.display(), "removing orphan: {e}");
+        }
+    }
+}
+
+/// The entries of `dir` whose names are not in `known`, as (name, path).
+fn unknown_entries(dir: &Path, known: &HashSet<String>) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .filter(|(name, _)| !known.contains(name))
+        .collect()
 }
