@@ -241,7 +241,8 @@ impl Daemon {
         let record = self
             .containers
             .update(id, |c| {
-                if c.state == ContainerState::Running {
+                // Created: a container whose start the daemon did not live to record.
+                if matches!(c.state, ContainerState::Running | ContainerState::Created) {
                     changed = true;
                     c.state = ContainerState::Exited;
                     c.finished_at = nanos(exit.finished_at);
@@ -559,7 +560,7 @@ fn image_config(c: &crate::images::ImageConfig) -> ocispec::ImageConfig {
 }
 
 /// A `SystemTime` in the CRI's nanoseconds since the epoch.
-fn nanos(t: std::time::SystemTime) -> i64 {
+pub(super) fn nanos(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 

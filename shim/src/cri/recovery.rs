@@ -23,9 +23,42 @@ impl Daemon {
         for s in self.sandboxes.list() {
             self.names.reserve(&s.name, &s.id).ok();
         }
+        self.adopt_started_containers();
         self.recover_containers();
         self.recover_sandboxes();
         self.collect_garbage().await;
+    }
+
+    /// A daemon that crashed in StartContainer after the monitor started left a record that
+    /// still says Created for a container that runs (or already ended). The runtime's state
+    /// is the truth: the record becomes Running (then watched like any running container) or
+    /// Exited. Without this the container would run unseen, and Stop would not stop it.
+    fn adopt_started_containers(&self) {
+        for c in self.containers.list().iter().filter(|c| c.state == ContainerState::Created) {
+            let (pid, started_at) = match self.runtime.state(&c.id) {
+                Ok(corral_runtime::ContainerState::Running { pid, started_at, .. }) => {
+                    (u32::try_from(pid).ok(), super::container::nanos(started_at))
+                }
+                Ok(corral_runtime::ContainerState::Starting { .. }) => (None, now_nanos()),
+                Ok(corral_runtime::ContainerState::Exited(_)) => {
+                    if let Err(e) = self.record_exit(&c.id) {
+                        tracing::warn!(container = %c.id, "recording the exit of a container started before a crash: {e}");
+                    }
+                    continue;
+                }
+                // Never started (no runtime state, or no monitor): it stays Created.
+                Ok(corral_runtime::ContainerState::Created) | Err(_) => continue,
+            };
+            tracing::info!(container = %c.id, "adopting a container started before the daemon crashed");
+            let adopted = self.containers.update(&c.id, |c| {
+                c.state = ContainerState::Running;
+                c.pid = pid;
+                c.started_at = started_at;
+            });
+            if let Err(e) = adopted {
+                tracing::warn!(container = %c.id, "saving the adopted container: {e}");
+            }
+        }
     }
 
     fn recover_containers(&self) {
