@@ -22,6 +22,10 @@ use crate::store::{Lookup, new_id};
 /// How long StopContainer waits after SIGKILL before it reports the container as stuck.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// The runtime's exit reason when a monitor died without recording the exit
+/// (`corral_runtime::Runtime::state`).
+const MONITOR_DIED: &str = "Unknown";
+
 /// The name a container is reserved under, as containerd builds it.
 fn container_name(c: &v1::ContainerMetadata, s: &v1::PodSandboxMetadata) -> String {
     format!("{}_{}_{}_{}_{}", c.name, s.name, s.namespace, s.uid, c.attempt)
@@ -230,13 +234,29 @@ impl Daemon {
 
     async fn wait_for_exit(&self, id: &str) -> CriResult<()> {
         monitor_exited(self.runtime.watch(id)?).await?;
-        self.record_exit(id)
+        self.record_exit(id).await
     }
 
     /// Reads how the container ended from the runtime and stores it (idempotent).
-    pub(super) fn record_exit(&self, id: &str) -> CriResult<()> {
+    ///
+    /// A monitor that died without recording the exit (SIGKILL, OOM kill) leaves its
+    /// container running unsupervised, its output going nowhere and its end unrecorded. Such
+    /// a container is killed before it is reported exited (reason `Unknown`), as containerd
+    /// kills the container of a dead shim: "exited" must be true, and kubelet restarts it.
+    pub(super) async fn record_exit(&self, id: &str) -> CriResult<()> {
         let state = self.runtime.state(id)?;
         let corral_runtime::ContainerState::Exited(exit) = state else { return Ok(()) };
+        let unrecorded = self.containers.get(id).is_some_and(|c| c.state != ContainerState::Exited);
+        if unrecorded && exit.reason == MONITOR_DIED {
+            tracing::warn!(container = %id, "the container's monitor died; killing what is left of the container");
+            let (runtime, rid) = (self.runtime.clone(), id.to_string());
+            let killed = tokio::task::spawn_blocking(move || runtime.kill_all(&rid))
+                .await
+                .map_err(|e| CriError::Internal(format!("killing the container of a dead monitor: {e}")))?;
+            if let Err(e) = killed {
+                tracing::warn!(container = %id, "killing the container of a dead monitor: {e}");
+            }
+        }
         let mut changed = false;
         let record = self
             .containers
@@ -248,7 +268,9 @@ impl Daemon {
                     c.finished_at = nanos(exit.finished_at);
                     c.exit_code = exit.exit_code;
                     c.pid = None;
-                    c.reason = if exit.oom_killed {
+                    c.reason = if !exit.reason.is_empty() {
+                        exit.reason.clone() // the monitor's, or Unknown for a dead monitor
+                    } else if exit.oom_killed {
                         "OOMKilled".into()
                     } else if exit.exit_code == 0 {
                         "Completed".into()
@@ -306,7 +328,7 @@ impl Daemon {
         let pidfd = match self.runtime.watch(id) {
             Ok(fd) => fd,
             Err(corral_runtime::Error::NotFound(_)) => {
-                self.record_exit(id)?;
+                self.record_exit(id).await?;
                 return Ok(true);
             }
             Err(e) => return Err(e.into()),
@@ -314,7 +336,7 @@ impl Daemon {
         match tokio::time::timeout(limit, monitor_exited(pidfd)).await {
             Ok(result) => {
                 result?;
-                self.record_exit(id)?;
+                self.record_exit(id).await?;
                 Ok(true)
             }
             Err(_) => Ok(false),

@@ -23,8 +23,8 @@ impl Daemon {
         for s in self.sandboxes.list() {
             self.names.reserve(&s.name, &s.id).ok();
         }
-        self.adopt_started_containers();
-        self.recover_containers();
+        self.adopt_started_containers().await;
+        self.recover_containers().await;
         self.recover_sandboxes();
         self.collect_garbage().await;
     }
@@ -33,7 +33,7 @@ impl Daemon {
     /// still says Created for a container that runs (or already ended). The runtime's state
     /// is the truth: the record becomes Running (then watched like any running container) or
     /// Exited. Without this the container would run unseen, and Stop would not stop it.
-    fn adopt_started_containers(&self) {
+    async fn adopt_started_containers(&self) {
         for c in self.containers.list().iter().filter(|c| c.state == ContainerState::Created) {
             let (pid, started_at) = match self.runtime.state(&c.id) {
                 Ok(corral_runtime::ContainerState::Running { pid, started_at, .. }) => {
@@ -41,7 +41,7 @@ impl Daemon {
                 }
                 Ok(corral_runtime::ContainerState::Starting { .. }) => (None, now_nanos()),
                 Ok(corral_runtime::ContainerState::Exited(_)) => {
-                    if let Err(e) = self.record_exit(&c.id) {
+                    if let Err(e) = self.record_exit(&c.id).await {
                         tracing::warn!(container = %c.id, "recording the exit of a container started before a crash: {e}");
                     }
                     continue;
@@ -61,7 +61,7 @@ impl Daemon {
         }
     }
 
-    fn recover_containers(&self) {
+    async fn recover_containers(&self) {
         for c in self.containers.list().iter().filter(|c| c.state == ContainerState::Running) {
             match self.runtime.state(&c.id) {
                 Ok(
@@ -71,7 +71,7 @@ impl Daemon {
                     self.watch_exit(c.id.clone());
                 }
                 Ok(corral_runtime::ContainerState::Exited(_) | corral_runtime::ContainerState::Created) => {
-                    if let Err(e) = self.record_exit(&c.id) {
+                    if let Err(e) = self.record_exit(&c.id).await {
                         tracing::warn!(container = %c.id, "recording exit: {e}");
                     }
                 }
