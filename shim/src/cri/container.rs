@@ -301,8 +301,10 @@ impl Daemon {
     /// The caller holds the container's op lock (or its sandbox's).
     pub(super) async fn stop_container_now(&self, id: &str, timeout: i64) -> CriResult<()> {
         let Some(record) = self.containers.get(id) else { return Ok(()) };
-        if record.state != ContainerState::Running {
-            return Ok(());
+        match record.state {
+            ContainerState::Running => {}
+            ContainerState::Unknown => return self.stop_unknown_container(id).await,
+            ContainerState::Created | ContainerState::Exited => return Ok(()),
         }
         if timeout > 0 {
             let signal =
@@ -321,6 +323,27 @@ impl Daemon {
             return Ok(());
         }
         Err(CriError::Internal(format!("container {id} did not exit {}s after SIGKILL", KILL_WAIT.as_secs())))
+    }
+
+    /// A container whose record could not be read may still run: kill whatever is in its
+    /// cgroup (if the runtime knows it), then record it as exited, keeping the reason.
+    async fn stop_unknown_container(&self, id: &str) -> CriResult<()> {
+        let (runtime, rid) = (self.runtime.clone(), id.to_string());
+        let killed = tokio::task::spawn_blocking(move || runtime.kill_all(&rid))
+            .await
+            .map_err(|e| CriError::Internal(format!("stopping container {id}: {e}")))?;
+        match killed {
+            Ok(()) | Err(corral_runtime::Error::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.containers
+            .update(id, |c| {
+                c.state = ContainerState::Exited;
+                c.finished_at = now_nanos();
+                c.pid = None;
+            })
+            .map_err(|e| CriError::Internal(format!("saving container record: {e}")))?;
+        Ok(())
     }
 
     /// Waits until the container's monitor exited and its exit is recorded.

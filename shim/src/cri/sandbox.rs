@@ -280,6 +280,7 @@ fn verbose_info(record: &SandboxRecord) -> String {
         "pausePid": record.pause_pid,
         "cgroupParent": record.cgroup_parent,
         "teardownError": record.teardown_error,
+        "unreadableRecord": record.unreadable,
         "config": record.config,
     })
     .to_string()
