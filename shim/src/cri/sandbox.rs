@@ -86,7 +86,12 @@ impl Daemon {
                 record.state = SandboxState::NotReady;
                 record.teardown_error = Some(cleanup.to_string());
                 if let Err(e) = self.sandboxes.put(record.clone()) {
-                    tracing::error!(pod = %record.id, "cannot keep the record of a failed sandbox: {e}");
+                    // The disk that made the create fail (full, read-only) may refuse the
+                    // record too. Listed from memory, the pod still holds its name and gets
+                    // StopPodSandbox/RemovePodSandbox from kubelet; forgotten, its name would
+                    // stay reserved for a pod nobody can see or remove.
+                    tracing::error!(pod = %record.id, "cannot save the record of a failed sandbox, keeping it in memory: {e}");
+                    self.sandboxes.insert_unsaved(record);
                 }
             }
         }
