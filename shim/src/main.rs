@@ -5,22 +5,13 @@
 //! docs/design.md); those modes are dispatched here before any thread or tokio runtime
 //! exists.
 
-mod config;
-mod container;
-mod cri;
-mod error;
-mod images;
-mod pod;
-mod server;
-mod store;
-mod streaming;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use corral::config::Config;
+use corral::server;
 
 #[derive(Parser)]
 #[command(name = "corral", version, about = "corral: a Kubernetes CRI container runtime")]

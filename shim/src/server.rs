@@ -23,6 +23,7 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    crate::fault::announce();
     prepare_dirs(&config)?;
     let _lock = lock_state_dir(&config.state_dir)?;
     let listener = bind_socket(&config.socket)?;

@@ -22,6 +22,10 @@ use crate::store::{Lookup, new_id};
 /// How long StopContainer waits after SIGKILL before it reports the container as stuck.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// The runtime's exit reason when a monitor died without recording the exit
+/// (`corral_runtime::Runtime::state`).
+const MONITOR_DIED: &str = "Unknown";
+
 /// The name a container is reserved under, as containerd builds it.
 fn container_name(c: &v1::ContainerMetadata, s: &v1::PodSandboxMetadata) -> String {
     format!("{}_{}_{}_{}_{}", c.name, s.name, s.namespace, s.uid, c.attempt)
@@ -111,6 +115,7 @@ impl Daemon {
             serde_json::to_vec(&built.spec).map_err(|e| CriError::Internal(format!("encoding spec: {e}")))?;
         crate::store::atomic::write(&dir.join("spec.json"), &spec_json)
             .map_err(|e| CriError::Internal(e.to_string()))?;
+        crate::fault::point("after-container-spec-written");
 
         let log_path = match (sandbox.config.log_directory.as_str(), config.log_path.as_str()) {
             ("", _) | (_, "") => None,
@@ -135,6 +140,7 @@ impl Daemon {
         };
         let record =
             self.containers.put(record).map_err(|e| CriError::Internal(format!("saving container record: {e}")))?;
+        crate::fault::point("after-container-record-written");
         self.publish(&record, v1::ContainerEventType::ContainerCreatedEvent);
         tracing::info!(container = %id, pod = %sandbox_id, image = %image_name, "container created");
         Ok(())
@@ -200,6 +206,7 @@ impl Daemon {
                 return Err(err.into());
             }
         };
+        crate::fault::point("after-monitor-started");
         let record = self
             .containers
             .update(&id, |c| {
@@ -227,24 +234,43 @@ impl Daemon {
 
     async fn wait_for_exit(&self, id: &str) -> CriResult<()> {
         monitor_exited(self.runtime.watch(id)?).await?;
-        self.record_exit(id)
+        self.record_exit(id).await
     }
 
     /// Reads how the container ended from the runtime and stores it (idempotent).
-    pub(super) fn record_exit(&self, id: &str) -> CriResult<()> {
+    ///
+    /// A monitor that died without recording the exit (SIGKILL, OOM kill) leaves its
+    /// container running unsupervised, its output going nowhere and its end unrecorded. Such
+    /// a container is killed before it is reported exited (reason `Unknown`), as containerd
+    /// kills the container of a dead shim: "exited" must be true, and kubelet restarts it.
+    pub(super) async fn record_exit(&self, id: &str) -> CriResult<()> {
         let state = self.runtime.state(id)?;
         let corral_runtime::ContainerState::Exited(exit) = state else { return Ok(()) };
+        let unrecorded = self.containers.get(id).is_some_and(|c| c.state != ContainerState::Exited);
+        if unrecorded && exit.reason == MONITOR_DIED {
+            tracing::warn!(container = %id, "the container's monitor died; killing what is left of the container");
+            let (runtime, rid) = (self.runtime.clone(), id.to_string());
+            let killed = tokio::task::spawn_blocking(move || runtime.kill_all(&rid))
+                .await
+                .map_err(|e| CriError::Internal(format!("killing the container of a dead monitor: {e}")))?;
+            if let Err(e) = killed {
+                tracing::warn!(container = %id, "killing the container of a dead monitor: {e}");
+            }
+        }
         let mut changed = false;
         let record = self
             .containers
             .update(id, |c| {
-                if c.state == ContainerState::Running {
+                // Created: a container whose start the daemon did not live to record.
+                if matches!(c.state, ContainerState::Running | ContainerState::Created) {
                     changed = true;
                     c.state = ContainerState::Exited;
                     c.finished_at = nanos(exit.finished_at);
                     c.exit_code = exit.exit_code;
                     c.pid = None;
-                    c.reason = if exit.oom_killed {
+                    c.reason = if !exit.reason.is_empty() {
+                        exit.reason.clone() // the monitor's, or Unknown for a dead monitor
+                    } else if exit.oom_killed {
                         "OOMKilled".into()
                     } else if exit.exit_code == 0 {
                         "Completed".into()
@@ -275,8 +301,10 @@ impl Daemon {
     /// The caller holds the container's op lock (or its sandbox's).
     pub(super) async fn stop_container_now(&self, id: &str, timeout: i64) -> CriResult<()> {
         let Some(record) = self.containers.get(id) else { return Ok(()) };
-        if record.state != ContainerState::Running {
-            return Ok(());
+        match record.state {
+            ContainerState::Running => {}
+            ContainerState::Unknown => return self.stop_unknown_container(id).await,
+            ContainerState::Created | ContainerState::Exited => return Ok(()),
         }
         if timeout > 0 {
             let signal =
@@ -297,12 +325,33 @@ impl Daemon {
         Err(CriError::Internal(format!("container {id} did not exit {}s after SIGKILL", KILL_WAIT.as_secs())))
     }
 
+    /// A container whose record could not be read may still run: kill whatever is in its
+    /// cgroup (if the runtime knows it), then record it as exited, keeping the reason.
+    async fn stop_unknown_container(&self, id: &str) -> CriResult<()> {
+        let (runtime, rid) = (self.runtime.clone(), id.to_string());
+        let killed = tokio::task::spawn_blocking(move || runtime.kill_all(&rid))
+            .await
+            .map_err(|e| CriError::Internal(format!("stopping container {id}: {e}")))?;
+        match killed {
+            Ok(()) | Err(corral_runtime::Error::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.containers
+            .update(id, |c| {
+                c.state = ContainerState::Exited;
+                c.finished_at = now_nanos();
+                c.pid = None;
+            })
+            .map_err(|e| CriError::Internal(format!("saving container record: {e}")))?;
+        Ok(())
+    }
+
     /// Waits until the container's monitor exited and its exit is recorded.
     async fn wait_stopped(&self, id: &str, limit: Duration) -> CriResult<bool> {
         let pidfd = match self.runtime.watch(id) {
             Ok(fd) => fd,
             Err(corral_runtime::Error::NotFound(_)) => {
-                self.record_exit(id)?;
+                self.record_exit(id).await?;
                 return Ok(true);
             }
             Err(e) => return Err(e.into()),
@@ -310,7 +359,7 @@ impl Daemon {
         match tokio::time::timeout(limit, monitor_exited(pidfd)).await {
             Ok(result) => {
                 result?;
-                self.record_exit(id)?;
+                self.record_exit(id).await?;
                 Ok(true)
             }
             Err(_) => Ok(false),
@@ -338,6 +387,7 @@ impl Daemon {
         tokio::task::spawn_blocking(move || runtime.delete(&rid))
             .await
             .map_err(|e| CriError::Internal(format!("deleting container: {e}")))??;
+        crate::fault::point("mid-container-removal");
         let dir = self.container_dir(id);
         if let Err(e) = std::fs::remove_dir_all(&dir)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -555,7 +605,7 @@ fn image_config(c: &crate::images::ImageConfig) -> ocispec::ImageConfig {
 }
 
 /// A `SystemTime` in the CRI's nanoseconds since the epoch.
-fn nanos(t: std::time::SystemTime) -> i64 {
+pub(super) fn nanos(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 

@@ -16,6 +16,7 @@ mod runtime_service;
 mod sandbox;
 mod stats;
 mod streams;
+mod unreadable;
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock, RwLock, Weak};
@@ -69,8 +70,14 @@ impl Daemon {
     pub async fn open(config: Config) -> anyhow::Result<Arc<Daemon>> {
         let (sandboxes, bad_sandboxes) = Table::open(&config.root.join("sandboxes")).context("sandbox records")?;
         let (containers, bad_containers) = Table::open(&config.root.join("containers")).context("container records")?;
-        for bad in bad_sandboxes.iter().chain(&bad_containers) {
-            tracing::error!(id = %bad.id, "unreadable record, ignored: {}", bad.reason);
+        // Every other object loads; these are listed as stand-ins (see unreadable.rs).
+        for bad in &bad_sandboxes {
+            tracing::error!(pod = %bad.id, "unreadable record; the pod is NOTREADY until removed: {}", bad.reason);
+            sandboxes.insert_unsaved(unreadable::sandbox(&config, bad));
+        }
+        for bad in &bad_containers {
+            tracing::error!(container = %bad.id, "unreadable record; the container is UNKNOWN until removed: {}", bad.reason);
+            containers.insert_unsaved(unreadable::container(bad));
         }
         let images = Arc::new(ImageStore::open(&config.image_dir(), &config.images).context("image store")?);
         let network = open_network(&config).context("pod network")?;

@@ -69,6 +69,7 @@ impl Daemon {
             let err = CriError::Internal(format!("saving sandbox record: {e}"));
             return Err(self.roll_back_sandbox(record, err).await);
         }
+        crate::fault::point("after-sandbox-record-written");
         tracing::info!(pod = %id, name = %name, ip = ?record.ips.first(), "pod sandbox ready");
         Ok(v1::RunPodSandboxResponse { pod_sandbox_id: id })
     }
@@ -85,7 +86,12 @@ impl Daemon {
                 record.state = SandboxState::NotReady;
                 record.teardown_error = Some(cleanup.to_string());
                 if let Err(e) = self.sandboxes.put(record.clone()) {
-                    tracing::error!(pod = %record.id, "cannot keep the record of a failed sandbox: {e}");
+                    // The disk that made the create fail (full, read-only) may refuse the
+                    // record too. Listed from memory, the pod still holds its name and gets
+                    // StopPodSandbox/RemovePodSandbox from kubelet; forgotten, its name would
+                    // stay reserved for a pod nobody can see or remove.
+                    tracing::error!(pod = %record.id, "cannot save the record of a failed sandbox, keeping it in memory: {e}");
+                    self.sandboxes.insert_unsaved(record);
                 }
             }
         }
@@ -112,6 +118,7 @@ impl Daemon {
         let Some(current) = self.sandboxes.get(id) else { return Ok(()) };
         let mut record = (*current).clone();
         let result = pod::teardown(&mut record, self.network.as_ref()).await;
+        crate::fault::point("mid-sandbox-stop");
         record.state = SandboxState::NotReady;
         record.teardown_error = result.as_ref().err().map(|e| e.to_string());
         self.sandboxes.put(record).map_err(|e| CriError::Internal(format!("saving sandbox record: {e}")))?;
@@ -137,6 +144,7 @@ impl Daemon {
             return Err(CriError::Internal(format!("removing {}: {e}", record.dir.display())));
         }
         self.remove_pod_cgroup(&record);
+        crate::fault::point("mid-sandbox-removal");
         self.sandboxes.remove(&id).map_err(|e| CriError::Internal(format!("removing sandbox record: {e}")))?;
         self.names.release(&record.name, &id);
         tracing::info!(pod = %id, "pod sandbox removed");
@@ -277,6 +285,7 @@ fn verbose_info(record: &SandboxRecord) -> String {
         "pausePid": record.pause_pid,
         "cgroupParent": record.cgroup_parent,
         "teardownError": record.teardown_error,
+        "unreadableRecord": record.unreadable,
         "config": record.config,
     })
     .to_string()

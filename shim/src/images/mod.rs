@@ -16,18 +16,18 @@
 //! | `fs_usage.rs` | bytes/inodes for `ImageFsInfo` |
 
 mod content;
-mod digest;
+pub(crate) mod digest;
 mod error;
 pub mod fs_usage;
 mod fsutil;
 mod image;
-mod oci;
+pub(crate) mod oci;
 mod pull;
-mod reference;
+pub(crate) mod reference;
 pub mod registry;
 mod snapshots;
 mod store;
-mod unpack;
+pub(crate) mod unpack;
 
 pub use digest::ImageId;
 pub use error::ImageError;

@@ -93,6 +93,7 @@ pub async fn setup(
     record.netns = pinned.net;
     record.ipcns = pinned.ipc;
     record.utsns = pinned.uts;
+    crate::fault::point("after-netns-pinned");
 
     if modes.pid == v1::NamespaceMode::Pod as i32 {
         // One PID namespace for the whole pod needs a PID 1 that outlives any container.
@@ -104,6 +105,7 @@ pub async fn setup(
         .await
         .map_err(|e| CriError::Internal(format!("starting pause: {e}")))??;
         record.pause_pid = u32::try_from(pause.process.pid).ok();
+        crate::fault::point("after-pause-started");
     }
 
     if let Some(netns) = record.netns.clone() {
@@ -114,6 +116,7 @@ pub async fn setup(
             .add(&Attachment { pod_id: &record.id, netns: &netns, ifname: "eth0", port_mappings: &ports, args: &args })
             .await?;
         record.ips = result.pod_ips().iter().map(|ip| ip.to_string()).collect();
+        crate::fault::point("after-network-added");
     }
     Ok(())
 }

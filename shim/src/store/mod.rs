@@ -20,8 +20,13 @@ use serde::de::DeserializeOwned;
 
 /// A record kept in a [`Table`].
 pub trait Record: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The newest layout version this build reads; a record with a higher one was written
+    /// by a newer corral and is not trusted (its fields may mean something else).
+    const VERSION: u32;
     /// The object's full id.
     fn id(&self) -> &str;
+    /// The layout version the record was written with (0 for records older than versions).
+    fn version(&self) -> u32;
 }
 
 /// A record file that could not be loaded at start-up.
@@ -29,6 +34,8 @@ pub trait Record: Serialize + DeserializeOwned + Send + Sync + 'static {
 pub struct Unreadable {
     /// The id taken from the file name.
     pub id: String,
+    /// The file.
+    pub path: PathBuf,
     /// Why it could not be read.
     pub reason: String,
 }
@@ -68,18 +75,24 @@ impl<T: Record> Table<T> {
                 continue;
             }
             let Some(id) = name.strip_suffix(".json") else { continue };
+            let bad = |reason: String| Unreadable { id: id.to_string(), path: path.clone(), reason };
             match std::fs::read(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| serde_json::from_slice::<T>(&bytes).map_err(|e| format!("{}: {e}", path.display())))
             {
-                Ok(record) if record.id() == id => {
+                Ok(record) if record.id() != id => {
+                    unreadable.push(bad(format!("{} holds the record of {:?}", path.display(), record.id())))
+                }
+                Ok(record) if record.version() > T::VERSION => unreadable.push(bad(format!(
+                    "{} has record version {}, newer than this corral reads ({})",
+                    path.display(),
+                    record.version(),
+                    T::VERSION
+                ))),
+                Ok(record) => {
                     rows.insert(id.to_string(), Arc::new(record));
                 }
-                Ok(record) => unreadable.push(Unreadable {
-                    id: id.to_string(),
-                    reason: format!("{} holds the record of {:?}", path.display(), record.id()),
-                }),
-                Err(reason) => unreadable.push(Unreadable { id: id.to_string(), reason }),
+                Err(reason) => unreadable.push(bad(reason)),
             }
         }
         Ok((Table { dir: dir.to_path_buf(), rows: RwLock::new(rows), writer: Mutex::new(()) }, unreadable))
@@ -97,6 +110,13 @@ impl<T: Record> Table<T> {
         let record = Arc::new(record);
         self.write_rows().insert(record.id().to_string(), record.clone());
         Ok(record)
+    }
+
+    /// Makes `record` current in memory only. For the stand-in of a record that could not be
+    /// read: its file stays on disk as it is until the next `put` or `remove`.
+    pub fn insert_unsaved(&self, record: T) {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_rows().insert(record.id().to_string(), Arc::new(record));
     }
 
     /// Applies `change` to a copy of the current record and persists it. Returns `None` if
@@ -209,8 +229,12 @@ mod tests {
         n: u32,
     }
     impl Record for Thing {
+        const VERSION: u32 = 1;
         fn id(&self) -> &str {
             &self.id
+        }
+        fn version(&self) -> u32 {
+            self.n / 100 // records with n >= 200 play "written by a newer corral"
         }
     }
 
@@ -241,8 +265,12 @@ mod tests {
             b: u32,
         }
         impl Record for Counter {
+            const VERSION: u32 = 0;
             fn id(&self) -> &str {
                 &self.id
+            }
+            fn version(&self) -> u32 {
+                0
             }
         }
         let dir = tempfile::tempdir().unwrap();
@@ -264,12 +292,22 @@ mod tests {
         std::fs::write(dir.path().join("good.json"), r#"{"id":"good","n":1}"#).unwrap();
         std::fs::write(dir.path().join("trunc.json"), r#"{"id":"tru"#).unwrap();
         std::fs::write(dir.path().join("other.json"), r#"{"id":"good","n":1}"#).unwrap();
+        std::fs::write(dir.path().join("newer.json"), r#"{"id":"newer","n":250}"#).unwrap();
         std::fs::write(dir.path().join(".good.json.tmp-1"), "half").unwrap();
         let (table, mut bad) = Table::<Thing>::open(dir.path()).unwrap();
         bad.sort_by(|a, b| a.id.cmp(&b.id));
         assert_eq!(table.list().len(), 1);
-        assert_eq!(bad.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), vec!["other", "trunc"]);
-        assert!(bad[1].reason.contains("trunc.json"), "{}", bad[1].reason);
+        assert_eq!(bad.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), vec!["newer", "other", "trunc"]);
+        assert!(bad[0].reason.contains("record version 2, newer than this corral reads (1)"), "{}", bad[0].reason);
+        assert!(bad[2].reason.contains("trunc.json"), "{}", bad[2].reason);
+        assert_eq!(bad[2].path, dir.path().join("trunc.json"));
+
+        // A stand-in is listed but not written; the bad file stays until it is replaced.
+        table.insert_unsaved(Thing { id: "trunc".into(), n: 0 });
+        assert_eq!(table.list().len(), 2);
+        assert_eq!(std::fs::read_to_string(dir.path().join("trunc.json")).unwrap(), r#"{"id":"tru"#);
+        table.remove("trunc").unwrap();
+        assert!(!dir.path().join("trunc.json").exists());
         assert!(!dir.path().join(".good.json.tmp-1").exists(), "temp files of a crashed write are removed");
     }
 

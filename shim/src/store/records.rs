@@ -49,11 +49,18 @@ pub struct SandboxRecord {
     pub cgroup_parent: String,
     /// Why the last teardown did not finish; Stop/Remove retry it.
     pub teardown_error: Option<String>,
+    /// Set on the stand-in for a record that could not be read at start-up: why. The pod
+    /// is NOTREADY; Stop and Remove take down what is found of it.
+    pub unreadable: Option<String>,
 }
 
 impl Record for SandboxRecord {
+    const VERSION: u32 = RECORD_VERSION;
     fn id(&self) -> &str {
         &self.id
+    }
+    fn version(&self) -> u32 {
+        self.version
     }
 }
 
@@ -115,7 +122,11 @@ pub struct ContainerRecord {
 }
 
 impl Record for ContainerRecord {
+    const VERSION: u32 = RECORD_VERSION;
     fn id(&self) -> &str {
         &self.id
+    }
+    fn version(&self) -> u32 {
+        self.version
     }
 }

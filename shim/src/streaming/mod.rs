@@ -25,7 +25,7 @@ mod remotecommand;
 mod request;
 mod resize;
 mod server;
-mod spdy;
+pub(crate) mod spdy;
 mod status;
 pub mod stdio;
 mod tokens;

@@ -20,7 +20,7 @@
 //!   directory mtimes at the end, after their contents were written.
 //! - The uncompressed stream's sha256 must equal the diff id from the image config.
 
-mod paths;
+pub(crate) mod paths;
 mod root;
 mod stream;
 
