@@ -24,8 +24,8 @@ pub fn latency_cdf(path: &Path, title: &str, series: &[Series]) -> Result<()> {
     if lo > hi {
         return Err(fail(&"no samples to draw"));
     }
-    // Whole decades around the data, so the log axis gets round labels.
-    let (x0, x1) = (10f64.powf(lo.log10().floor()), 10f64.powf(hi.log10().ceil()));
+    // A margin around the data; the log axis puts its labels at round values inside.
+    let (x0, x1) = (lo / 1.3, hi * 1.3);
 
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
@@ -40,6 +40,7 @@ pub fn latency_cdf(path: &Path, title: &str, series: &[Series]) -> Result<()> {
         .configure_mesh()
         .x_desc("latency (ms, log scale)")
         .y_desc("fraction of cycles")
+        .light_line_style(WHITE.mix(0.0))
         .x_label_formatter(&|v| format_ms(*v))
         .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
         .draw()

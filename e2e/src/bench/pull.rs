@@ -70,9 +70,16 @@ pub async fn cold_pulls(cri: &Cri, plan: &PullPlan, warmup: usize, iterations: u
 }
 
 /// Total size of the regular files under `dir`, not crossing into other file systems.
+/// A hard-linked file counts once (busybox's applets are hundreds of links to one binary).
 pub fn store_bytes(dir: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
     let mut total = 0;
-    walk(dir, &mut |_, meta| total += if meta.is_file() { meta.len() } else { 0 })?;
+    let mut linked = std::collections::HashSet::new();
+    walk(dir, &mut |_, meta| {
+        if meta.is_file() && (meta.nlink() == 1 || linked.insert((meta.dev(), meta.ino()))) {
+            total += meta.len();
+        }
+    })?;
     Ok(total)
 }
 
@@ -131,8 +138,9 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("layers/bbbb2222/fs")).unwrap();
         std::fs::write(dir.path().join("layers/bbbb2222/fs/f"), vec![0u8; 24]).unwrap();
         std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
+        std::fs::hard_link(blobs.join("aaaa1111"), dir.path().join("layers/bbbb2222/fs/link")).unwrap();
 
-        assert_eq!(store_bytes(dir.path()).unwrap(), 1024);
+        assert_eq!(store_bytes(dir.path()).unwrap(), 1024, "a hard link counts once");
         let mut found = named_after(dir.path(), &["aaaa1111", "bbbb2222", "cccc"]).unwrap();
         found.sort();
         assert_eq!(

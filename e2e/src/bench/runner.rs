@@ -36,6 +36,7 @@ pub struct RunOptions {
     pub log_root: PathBuf,
     pub repeat: Repeat,
     pub pull_iterations: usize,
+    pub pull_warmup: usize,
     pub concurrent_pods: usize,
     pub concurrent_rounds: usize,
     pub population: Plan,
@@ -80,7 +81,7 @@ async fn scenarios(cri: &Cri, wl: &Workload, opts: &RunOptions) -> Result<RunRes
     let pull_check = match &opts.pull {
         Some(plan) => {
             tracing::info!(image = %plan.image, "scenario: cold pull");
-            let (row, check) = cold_pulls(cri, plan, opts.repeat.warmup.min(1), opts.pull_iterations).await?;
+            let (row, check) = cold_pulls(cri, plan, opts.pull_warmup, opts.pull_iterations).await?;
             if !check.leftovers.is_empty() {
                 notes.push(format!(
                     "{} kept content named after a layer digest after RemoveImage (e.g. {}): those pulls were not fully cold",

@@ -85,6 +85,9 @@ struct RunArgs {
     warmup: usize,
     #[arg(long, default_value_t = 10)]
     pull_iterations: usize,
+    /// Pulls before the timed ones (the first pull also warms the runtime's HTTP client).
+    #[arg(long, default_value_t = 1)]
+    pull_warmup: usize,
     #[arg(long, default_value_t = 20)]
     concurrent_pods: usize,
     #[arg(long, default_value_t = 5)]
@@ -126,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     match Cli::parse().command {
@@ -152,6 +156,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<()> {
         log_root: args.log_root,
         repeat: Repeat { warmup: args.warmup, iterations: args.iterations },
         pull_iterations: args.pull_iterations,
+        pull_warmup: args.pull_warmup,
         concurrent_pods: args.concurrent_pods,
         concurrent_rounds: args.concurrent_rounds,
         population: Plan {
