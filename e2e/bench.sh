@@ -133,10 +133,10 @@ stop_corral() {
 		stop_pid "$corral_pid" "$(basename "$CORRAL_BIN")" 20
 	fi
 	corral_pid=
-	local cg pid
+	local cg
 	for cg in /sys/fs/cgroup/*/"${CGROUP_ROOT#/}"; do
 		[[ -d $cg ]] || continue
-		for pid in $(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null); do
+		find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | while read -r pid; do
 			kill -KILL "$pid" 2>/dev/null || true
 		done
 	done

@@ -2,7 +2,8 @@
 # The benchmark tool keeps working: e2e/bench.sh --smoke runs every scenario (N=3, a few
 # pods) against a throw-away corral and a throw-away containerd and writes a report.
 # Only the tool is tested, never the numbers (too noisy on a shared 2-core machine).
-E2E_NO_DAEMON=1 # bench.sh starts its own corral (and containerd)
+export E2E_NO_DAEMON=1 # bench.sh starts its own corral (and containerd)
+# shellcheck source=e2e/lib/prelude.sh
 source "$(dirname "$0")/../lib/prelude.sh"
 
 results=$E2E_WORK/results

@@ -69,7 +69,8 @@ impl Cri {
     /// The `info` map of `PodSandboxStatus` with `verbose`: runtime-specific JSON strings.
     pub async fn pod_info(&self, id: &str) -> Result<HashMap<String, String>> {
         let req = v1::PodSandboxStatusRequest { pod_sandbox_id: id.to_owned(), verbose: true };
-        let resp = self.runtime.clone().pod_sandbox_status(req).await.map_err(|s| BenchError::rpc("PodSandboxStatus", s))?;
+        let resp =
+            self.runtime.clone().pod_sandbox_status(req).await.map_err(|s| BenchError::rpc("PodSandboxStatus", s))?;
         Ok(resp.into_inner().info)
     }
 
@@ -77,7 +78,8 @@ impl Cri {
     pub async fn list_pods(&self, labels: &HashMap<String, String>) -> Result<Vec<v1::PodSandbox>> {
         let filter = v1::PodSandboxFilter { label_selector: labels.clone(), ..Default::default() };
         let req = v1::ListPodSandboxRequest { filter: Some(filter) };
-        let resp = self.runtime.clone().list_pod_sandbox(req).await.map_err(|s| BenchError::rpc("ListPodSandbox", s))?;
+        let resp =
+            self.runtime.clone().list_pod_sandbox(req).await.map_err(|s| BenchError::rpc("ListPodSandbox", s))?;
         Ok(resp.into_inner().items)
     }
 
@@ -92,7 +94,8 @@ impl Cri {
             config: Some(config),
             sandbox_config: Some(pod_config),
         };
-        let resp = self.runtime.clone().create_container(req).await.map_err(|s| BenchError::rpc("CreateContainer", s))?;
+        let resp =
+            self.runtime.clone().create_container(req).await.map_err(|s| BenchError::rpc("CreateContainer", s))?;
         Ok(resp.into_inner().container_id)
     }
 

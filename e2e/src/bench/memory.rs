@@ -118,11 +118,9 @@ impl RuntimeProcesses {
                 for pid in all_pids()? {
                     let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
                     let args: Vec<&[u8]> = raw.split(|&b| b == 0).collect();
-                    let is_shim = args
-                        .first()
-                        .is_some_and(|a0| String::from_utf8_lossy(a0).ends_with("containerd-shim-runc-v2"));
-                    let serves_us =
-                        args.windows(2).any(|w| w[0] == b"-address" && w[1] == address.as_bytes());
+                    let is_shim =
+                        args.first().is_some_and(|a0| String::from_utf8_lossy(a0).ends_with("containerd-shim-runc-v2"));
+                    let serves_us = args.windows(2).any(|w| w[0] == b"-address" && w[1] == address.as_bytes());
                     if is_shim && serves_us {
                         found.push(pid);
                     }

@@ -78,7 +78,10 @@ impl<'a> Population<'a> {
         if !self.pods.is_empty() && snap.helpers.is_empty() {
             return Err(BenchError::check(
                 "memory",
-                format!("no runtime helper process found for {} running pods: cannot attribute overhead", self.pods.len()),
+                format!(
+                    "no runtime helper process found for {} running pods: cannot attribute overhead",
+                    self.pods.len()
+                ),
             ));
         }
         tracing::info!(

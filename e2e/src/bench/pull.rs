@@ -30,7 +30,12 @@ pub struct PullPlan {
     pub store: Option<PathBuf>,
 }
 
-pub async fn cold_pulls(cri: &Cri, plan: &PullPlan, warmup: usize, iterations: usize) -> Result<(LatencyRow, PullCheck)> {
+pub async fn cold_pulls(
+    cri: &Cri,
+    plan: &PullPlan,
+    warmup: usize,
+    iterations: usize,
+) -> Result<(LatencyRow, PullCheck)> {
     let mut check = PullCheck {
         image: plan.image.clone(),
         layers: plan.layers.clone(),
@@ -60,12 +65,8 @@ pub async fn cold_pulls(cri: &Cri, plan: &PullPlan, warmup: usize, iterations: u
             samples.push(d);
         }
     }
-    let row = LatencyRow::new(
-        "pull_cold",
-        format!("PullImage {} (3 layers, cold store)", plan.image),
-        Group::Pull,
-        samples,
-    );
+    let row =
+        LatencyRow::new("pull_cold", format!("PullImage {} (3 layers, cold store)", plan.image), Group::Pull, samples);
     Ok((row, check))
 }
 
@@ -145,7 +146,10 @@ mod tests {
         found.sort();
         assert_eq!(
             found,
-            vec![blobs.join("aaaa1111").display().to_string(), dir.path().join("layers/bbbb2222").display().to_string()]
+            vec![
+                blobs.join("aaaa1111").display().to_string(),
+                dir.path().join("layers/bbbb2222").display().to_string()
+            ]
         );
         assert!(named_after(dir.path(), &["dddd"]).unwrap().is_empty());
         assert_eq!(store_bytes(&dir.path().join("missing")).unwrap(), 0);

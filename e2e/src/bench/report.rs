@@ -51,7 +51,13 @@ impl Comparison {
             for snap in &runtime.memory {
                 let other = baseline.memory.iter().find(|s| s.label == snap.label);
                 if let (Some(a), Some(b)) = (get(snap), other.and_then(get)) {
-                    ratios.push(ratio(&format!("{key}@{}", snap.label), &format!("{title}, {}", snap.label), a, b, "KiB"));
+                    ratios.push(ratio(
+                        &format!("{key}@{}", snap.label),
+                        &format!("{title}, {}", snap.label),
+                        a,
+                        b,
+                        "KiB",
+                    ));
                 }
             }
         }
@@ -77,10 +83,7 @@ impl Comparison {
         let _ = writeln!(
             md,
             "- {an}: `{}` ({}); {bn}: `{}` ({})",
-            a.runtime.reported,
-            a.runtime.endpoint,
-            b.runtime.reported,
-            b.runtime.endpoint
+            a.runtime.reported, a.runtime.endpoint, b.runtime.reported, b.runtime.endpoint
         );
         let s = &a.settings;
         let _ = writeln!(
@@ -179,15 +182,20 @@ impl Comparison {
             for (key, title, get) in memory_figures() {
                 let Some(x) = get(snap) else { continue };
                 let y = other.and_then(get);
-                let goal = match key {
-                    "daemon_rss" if snap.pods == 0 && snap.label == "idle" => {
-                        if x < DAEMON_IDLE_RSS_GOAL_KIB as f64 { "met" } else { "missed" }
-                    }
-                    "per_pod_pss" => {
-                        if x < PER_POD_PSS_GOAL_KIB { "met" } else { "missed" }
-                    }
-                    _ => "",
-                };
+                let goal =
+                    match key {
+                        "daemon_rss" if snap.pods == 0 && snap.label == "idle" => {
+                            if x < DAEMON_IDLE_RSS_GOAL_KIB as f64 { "met" } else { "missed" }
+                        }
+                        "per_pod_pss" => {
+                            if x < PER_POD_PSS_GOAL_KIB {
+                                "met"
+                            } else {
+                                "missed"
+                            }
+                        }
+                        _ => "",
+                    };
                 let _ = writeln!(
                     md,
                     "| {title} ({}) | {} | {} | {} | {} | {goal} |",
@@ -280,7 +288,8 @@ fn helper_census(snap: &MemorySnapshot) -> String {
 }
 
 fn pull_note(name: &str, check: &super::results::PullCheck) -> String {
-    let bytes: Vec<String> = check.store_bytes_after_remove.iter().map(|b| format!("{:.1}", *b as f64 / 1048576.0)).collect();
+    let bytes: Vec<String> =
+        check.store_bytes_after_remove.iter().map(|b| format!("{:.1}", *b as f64 / 1048576.0)).collect();
     let initial = check.store_bytes_initial.map_or("n/a".into(), |b| format!("{:.1}", b as f64 / 1048576.0));
     let cold = if check.leftovers.is_empty() {
         "no file named after a layer digest was left after any RemoveImage".to_owned()
@@ -369,7 +378,10 @@ mod tests {
     fn markdown_has_every_row_ratio_and_goal() {
         let cmp = Comparison::new(run("corral", 1.0, 8192), run("containerd", 5.0, 46 * 1024), "now".into());
         let md = cmp.markdown(Some("full_cycle.svg"));
-        assert!(md.contains("| RunPodSandbox | 5.00 | 9.00 | 10.00 | 25.00 | 45.00 | 50.00 | 0.200 | missed |"), "{md}");
+        assert!(
+            md.contains("| RunPodSandbox | 5.00 | 9.00 | 10.00 | 25.00 | 45.00 | 50.00 | 0.200 | missed |"),
+            "{md}"
+        );
         assert!(md.contains("| full cycle: RunPodSandbox | 10.00 |"), "{md}");
         assert!(md.contains("| daemon RSS (idle) | 0 | 8.00 MiB | 46.00 MiB | 0.174 | met |"), "{md}");
         assert!(md.contains("| per-pod overhead PSS (10 pods) | 10 | 0.50 MiB | 0.50 MiB | 1.000 | met |"), "{md}");

@@ -121,8 +121,8 @@ impl RunResults {
 
 /// Writes `value` as pretty JSON.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|source| BenchError::Results { path: path.to_owned(), source })?;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|source| BenchError::Results { path: path.to_owned(), source })?;
     std::fs::write(path, text + "\n").map_err(|e| BenchError::io("writing", path, e))
 }
 

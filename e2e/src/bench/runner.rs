@@ -45,7 +45,11 @@ pub struct RunOptions {
 /// Runs every scenario; on success, failure or Ctrl-C removes every pod it created.
 pub async fn run(opts: &RunOptions) -> Result<RunResults> {
     let cri = Cri::connect(&opts.endpoint).await?;
-    let run_id = format!("{}-{}", opts.name, SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs());
+    let run_id = format!(
+        "{}-{}",
+        opts.name,
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs()
+    );
     let wl = Workload::new(&opts.image, &opts.log_root, &run_id);
     let outcome = tokio::select! {
         outcome = scenarios(&cri, &wl, opts) => outcome,

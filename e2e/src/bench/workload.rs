@@ -123,7 +123,6 @@ impl Workload {
                     readonly_paths: READONLY_PATHS.iter().map(|s| (*s).to_owned()).collect(),
                     ..Default::default()
                 }),
-                ..Default::default()
             }),
             ..Default::default()
         }
