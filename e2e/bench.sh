@@ -7,6 +7,8 @@
 #   e2e/bench.sh                full run, results to e2e/results/ (~20-40 min on 2 cores)
 #   e2e/bench.sh --smoke        N=3, 5 pods, no 100/300-pod rows, debug builds, results to a
 #                               temp dir: checks that the tool works (< 2 min)
+#   e2e/bench.sh --profile      corral only, under strace, full pod cycles: writes
+#                               corral-profile.md (where corral's time goes)
 #   e2e/bench.sh --out-dir DIR  write the results to DIR
 #
 # Env: CORRAL_BIN, BENCH_BIN (default: built here), CORRAL_LOG_LEVEL (corral's --log-level,
@@ -36,17 +38,18 @@ IMAGE=$REGISTRY_ADDR/busybox:latest
 PULL_IMAGE=$REGISTRY_ADDR/bench/three-layers:v1
 SANDBOX_IMAGE=registry.k8s.io/pause:3.9 # containerd's, pulled outside the timing
 
-smoke=0
+mode=full
 out_dir=$ROOT/e2e/results
 while [[ $# -gt 0 ]]; do
 	case $1 in
-	--smoke) smoke=1 out_dir= ;;
+	--smoke) mode=smoke out_dir= ;;
+	--profile) mode=profile ;;
 	--out-dir)
 		out_dir=${2:?--out-dir needs a directory}
 		shift
 		;;
 	*)
-		echo "usage: $0 [--smoke] [--out-dir DIR]" >&2
+		echo "usage: $0 [--smoke | --profile] [--out-dir DIR]" >&2
 		exit 2
 		;;
 	esac
@@ -54,21 +57,32 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $(id -u) == 0 ]] || die bench "must run as root (it starts container runtimes)" || exit 1
 
-if ((smoke)); then
+profile=release
+case $mode in
+smoke)
 	# Small enough to finish in well under 2 minutes; the numbers mean nothing.
 	run_args=(--iterations 3 --warmup 1 --pull-warmup 0 --pull-iterations 1 --concurrent-pods 5 --concurrent-rounds 1
 		--scale-levels 3 --memory-levels 3 --scale-samples 3 --settle-ms 300)
 	profile=debug
-else
-	run_args=()
-	profile=release
-fi
+	;;
+profile)
+	run_args=(--scenarios full_cycle --iterations 20 --warmup 2 --concurrent-rounds 0 --scale-levels --memory-levels
+		--settle-ms 100)
+	;;
+*) run_args=() ;;
+esac
+# The syscalls that block: where a pod cycle waits (see e2e/bench_profile.py).
+STRACE_SYSCALLS=fsync,fdatasync,syncfs,write,sendto,sendmsg,clone,clone3,execve,wait4,mount,umount2,unshare,setns
+STRACE_SYSCALLS+=,pivot_root,clock_nanosleep,mkdir,rmdir,unlink,rename
 # shellcheck disable=SC2206 # BENCH_ARGS is a list of flags
 run_args+=(${BENCH_ARGS:-})
 
 # in_use : why the names reserved for this script cannot be used now (empty: free).
 in_use() {
 	ip link show "$BRIDGE" >/dev/null 2>&1 && echo "bridge $BRIDGE exists"
+	# e2e/containerd/start.sh would refuse too, but only after the whole corral run.
+	[[ $mode != profile ]] && ip link show "$CTD_BRIDGE" >/dev/null 2>&1 &&
+		echo "containerd's bridge $CTD_BRIDGE exists (another throw-away containerd runs)"
 	local routed
 	routed=$(ip -4 route show root "$POD_CIDR" 2>/dev/null; ip -4 addr show to "$POD_CIDR" 2>/dev/null)
 	[[ -n $routed ]] && echo "$POD_CIDR is in use: $routed"
@@ -82,6 +96,7 @@ in_use() {
 
 work=
 corral_pid=
+wrapper_pid=
 bench_pid=
 
 build() {
@@ -106,14 +121,21 @@ run_bench() {
 	return "$rc"
 }
 
+# start_corral [WRAPPER...] : corral serve, optionally under a wrapper (strace) that runs
+# it as its only child.
 start_corral() {
 	local dir=$work/corral
 	mkdir -p "$dir"
 	# setsid: a Ctrl-C in the terminal must not kill corral before the clean-up removed its pods.
-	setsid "$CORRAL_BIN" serve --socket "$dir/corral.sock" --root "$dir/root" --state-dir "$dir/state" \
+	setsid "$@" "$CORRAL_BIN" serve --socket "$dir/corral.sock" --root "$dir/root" --state-dir "$dir/state" \
 		--cgroup-root "$CGROUP_ROOT" --bridge "$BRIDGE" --pod-cidr "$POD_CIDR" \
 		--log-level "${CORRAL_LOG_LEVEL:-info}" >>"$dir/corral.log" 2>&1 </dev/null &
 	corral_pid=$!
+	if [[ $# -gt 0 ]]; then
+		wrapper_pid=$corral_pid
+		wait_until 10 pgrep -P "$wrapper_pid" >/dev/null || die bench "corral did not start under $1" || return
+		corral_pid=$(pgrep -P "$wrapper_pid")
+	fi
 	if ! wait_until 20 "$CRICTL" --runtime-endpoint "unix://$dir/corral.sock" --timeout 2s version >/dev/null 2>&1; then
 		tail -n 20 "$dir/corral.log" >&2
 		die bench "corral did not answer within 20 s" || return
@@ -133,6 +155,10 @@ stop_corral() {
 		stop_pid "$corral_pid" "$(basename "$CORRAL_BIN")" 20
 	fi
 	corral_pid=
+	if [[ -n $wrapper_pid ]]; then
+		wait "$wrapper_pid" 2>/dev/null # strace ends with the last process it traced
+		wrapper_pid=
+	fi
 	local cg
 	for cg in /sys/fs/cgroup/*/"${CGROUP_ROOT#/}"; do
 		[[ -d $cg ]] || continue
@@ -180,6 +206,26 @@ cleanup() {
 	exit "$rc"
 }
 
+# bench_corral ARGS... : `bench run` against a fresh corral; results in $work/corral.json.
+bench_corral() {
+	start_corral "$@"
+	run_bench --endpoint "unix://$work/corral/corral.sock" --name corral --kind corral --daemon-pid "$corral_pid" \
+		--image "$IMAGE" "${pull_args[@]}" --image-store "$work/corral/root/images" \
+		--log-root "$work/logs/corral" --out "$work/corral.json"
+	stop_corral
+}
+
+# bench_containerd : the same against a fresh containerd; results in $work/containerd.json.
+bench_containerd() {
+	local endpoint
+	endpoint=$("$E2E_DIR/containerd/start.sh" "$work/containerd")
+	run_bench --endpoint "$endpoint" --name containerd --kind containerd \
+		--daemon-pid "$(<"$work/containerd/containerd.pid")" --image "$IMAGE" --pre-pull "$SANDBOX_IMAGE" \
+		"${pull_args[@]}" --image-store "$work/containerd/root" \
+		--log-root "$work/logs/containerd" --out "$work/containerd.json"
+	"$E2E_DIR/containerd/stop.sh" "$work/containerd" --purge
+}
+
 main() {
 	local busy
 	busy=$(in_use)
@@ -189,36 +235,32 @@ main() {
 	trap cleanup EXIT
 	trap 'exit 130' INT TERM
 	log bench "work dir $work; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+	[[ -n $out_dir ]] || out_dir=$work/results
+	mkdir -p "$out_dir"
 
 	registry_start "$work/registry" >/dev/null
 	"$E2E_DIR/images/build.sh" >/dev/null
+	pull_args=()
+	if [[ $mode == profile ]]; then
+		bench_corral strace -f --seccomp-bpf -T -tt -y -e trace="$STRACE_SYSCALLS" -o "$work/corral.strace"
+		python3 "$E2E_DIR/bench_profile.py" "$work/corral.strace" "$work/corral.json" "$work/corral/corral.log" \
+			>"$out_dir/corral-profile.md"
+		log bench "profile in $out_dir/corral-profile.md"
+		return
+	fi
 	# The pull image's layers, which must be gone from a store after RemoveImage.
 	local accept='application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
-	local layers=()
+	local layers=() digest
 	mapfile -t layers < <(curl -fsS -H "Accept: $accept" "http://$REGISTRY_ADDR/v2/bench/three-layers/manifests/v1" | jq -r '.layers[].digest')
 	[[ ${#layers[@]} -gt 0 ]] || die bench "cannot read the layers of $PULL_IMAGE" || exit 1
-	local pull_args=(--pull-image "$PULL_IMAGE")
-	local digest
+	pull_args=(--pull-image "$PULL_IMAGE")
 	for digest in "${layers[@]}"; do pull_args+=(--pull-layer "$digest"); done
 
-	start_corral
-	run_bench --endpoint "unix://$work/corral/corral.sock" --name corral --kind corral --daemon-pid "$corral_pid" \
-		--image "$IMAGE" "${pull_args[@]}" --image-store "$work/corral/root/images" \
-		--log-root "$work/logs/corral" --out "$work/corral.json"
-	stop_corral
-
-	local endpoint
-	endpoint=$("$E2E_DIR/containerd/start.sh" "$work/containerd")
-	run_bench --endpoint "$endpoint" --name containerd --kind containerd \
-		--daemon-pid "$(<"$work/containerd/containerd.pid")" --image "$IMAGE" --pre-pull "$SANDBOX_IMAGE" \
-		"${pull_args[@]}" --image-store "$work/containerd/root" \
-		--log-root "$work/logs/containerd" --out "$work/containerd.json"
-	"$E2E_DIR/containerd/stop.sh" "$work/containerd" --purge
-
-	[[ -n $out_dir ]] || out_dir=$work/results
+	bench_corral
+	bench_containerd
 	"$BENCH_BIN" report --runtime "$work/corral.json" --baseline "$work/containerd.json" --out-dir "$out_dir"
 	log bench "results in $out_dir (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
-	if ((smoke)); then
+	if [[ $mode == smoke ]]; then
 		# The tool works if every row of the corral run has its containerd counterpart.
 		jq -e '([.runtime.latency[].key] - [.ratios[].key] | length == 0) and (.ratios | length > 20)' \
 			"$out_dir/latest.json" >/dev/null || die bench "rows without a ratio in $out_dir/latest.json" || exit 1

@@ -35,6 +35,8 @@ pub struct RunOptions {
     /// Pod log directories go here.
     pub log_root: PathBuf,
     pub repeat: Repeat,
+    /// Keys of the single-pod scenarios to run (all when empty), see [`scenarios::SCENARIOS`].
+    pub scenarios: Vec<String>,
     pub pull_iterations: usize,
     pub pull_warmup: usize,
     pub concurrent_pods: usize,
@@ -105,7 +107,7 @@ async fn scenarios(cri: &Cri, wl: &Workload, opts: &RunOptions) -> Result<RunRes
     tokio::time::sleep(opts.population.settle).await;
     let mut memory = vec![population.snapshot("idle").await?];
 
-    latency.extend(scenarios::all(cri, wl, opts.repeat).await?);
+    latency.extend(scenarios::run(cri, wl, opts.repeat, &opts.scenarios).await?);
 
     if opts.concurrent_rounds > 0 {
         tracing::info!(pods = opts.concurrent_pods, rounds = opts.concurrent_rounds, "scenario: concurrent starts");

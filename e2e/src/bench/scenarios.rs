@@ -50,42 +50,42 @@ impl Repeat {
     }
 }
 
-/// Every single-pod scenario, in report order, plus the phases of the full cycle.
-pub async fn all(cri: &Cri, wl: &Workload, repeat: Repeat) -> Result<Vec<LatencyRow>> {
-    let mut rows = Vec::new();
-    let row = |key: &str, title: &str, samples| LatencyRow::new(key, title, Group::Latency, samples);
+/// The single-pod scenarios in report order: key (for `--scenarios` and the results) and title.
+pub const SCENARIOS: [(&str, &str); 7] = [
+    ("run_pod_sandbox", "RunPodSandbox"),
+    ("create_start_container", "CreateContainer + StartContainer"),
+    ("exec_sync", "ExecSync `true`"),
+    ("stop_remove_container", "StopContainer + RemoveContainer"),
+    ("stop_remove_pod", "StopPodSandbox + RemovePodSandbox (running container)"),
+    ("full_cycle", "Full pod cycle (run, create, start, exec, stop, remove)"),
+    ("startup_to_first_log_line", "Pod startup: RunPodSandbox call to first log line"),
+];
 
-    tracing::info!("scenario: RunPodSandbox");
-    rows.push(row("run_pod_sandbox", "RunPodSandbox", repeat.run(|| run_pod_sandbox(cri, wl)).await?));
-    tracing::info!("scenario: CreateContainer + StartContainer");
-    rows.push(row(
-        "create_start_container",
-        "CreateContainer + StartContainer",
-        repeat.run(|| create_start_container(cri, wl)).await?,
-    ));
-    tracing::info!("scenario: ExecSync true");
-    rows.push(row("exec_sync", "ExecSync `true`", exec_sync(cri, wl, repeat).await?));
-    tracing::info!("scenario: StopContainer + RemoveContainer");
-    rows.push(row(
-        "stop_remove_container",
-        "StopContainer + RemoveContainer",
-        repeat.run(|| stop_remove_container(cri, wl)).await?,
-    ));
-    tracing::info!("scenario: StopPodSandbox + RemovePodSandbox");
-    rows.push(row(
-        "stop_remove_pod",
-        "StopPodSandbox + RemovePodSandbox (running container)",
-        repeat.run(|| stop_remove_pod(cri, wl)).await?,
-    ));
-    tracing::info!("scenario: full pod cycle");
-    let (total, phases) = full_cycle(cri, wl, repeat).await?;
-    rows.push(row("full_cycle", "Full pod cycle (run, create, start, exec, stop, remove)", total));
-    tracing::info!("scenario: pod startup latency");
-    rows.push(row(
-        "startup_to_first_log_line",
-        "Pod startup: RunPodSandbox call to first log line",
-        repeat.run(|| startup_to_first_log_line(cri, wl)).await?,
-    ));
+/// Runs the scenarios named in `only` (every one when empty), then adds the phases of the
+/// full cycle if it ran.
+pub async fn run(cri: &Cri, wl: &Workload, repeat: Repeat, only: &[String]) -> Result<Vec<LatencyRow>> {
+    let mut rows = Vec::new();
+    let mut phases = Vec::new();
+    for (key, title) in SCENARIOS {
+        if !only.is_empty() && !only.iter().any(|o| o == key) {
+            continue;
+        }
+        tracing::info!("scenario: {title}");
+        let samples = match key {
+            "run_pod_sandbox" => repeat.run(|| run_pod_sandbox(cri, wl)).await?,
+            "create_start_container" => repeat.run(|| create_start_container(cri, wl)).await?,
+            "exec_sync" => exec_sync(cri, wl, repeat).await?,
+            "stop_remove_container" => repeat.run(|| stop_remove_container(cri, wl)).await?,
+            "stop_remove_pod" => repeat.run(|| stop_remove_pod(cri, wl)).await?,
+            "full_cycle" => {
+                let (total, cycle_phases) = full_cycle(cri, wl, repeat).await?;
+                phases = cycle_phases;
+                total
+            }
+            _ => repeat.run(|| startup_to_first_log_line(cri, wl)).await?,
+        };
+        rows.push(LatencyRow::new(key, title, Group::Latency, samples));
+    }
     rows.extend(phases);
     Ok(rows)
 }

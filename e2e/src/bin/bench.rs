@@ -19,7 +19,7 @@ use corral_e2e::bench::pull::PullPlan;
 use corral_e2e::bench::report::Comparison;
 use corral_e2e::bench::results::{RunResults, write_json};
 use corral_e2e::bench::runner::{RunOptions, run};
-use corral_e2e::bench::scenarios::Repeat;
+use corral_e2e::bench::scenarios::{Repeat, SCENARIOS};
 
 #[derive(Parser)]
 #[command(name = "bench", about = "Benchmark a CRI runtime over its unix socket")]
@@ -79,6 +79,9 @@ struct RunArgs {
     /// Where to write the results.
     #[arg(long)]
     out: PathBuf,
+    /// Single-pod scenarios to run, by key (default: all of them).
+    #[arg(long, value_delimiter = ',', value_parser = scenario_key)]
+    scenarios: Vec<String>,
     #[arg(long, default_value_t = 50)]
     iterations: usize,
     #[arg(long, default_value_t = 5)]
@@ -92,11 +95,11 @@ struct RunArgs {
     concurrent_pods: usize,
     #[arg(long, default_value_t = 5)]
     concurrent_rounds: usize,
-    /// Populations at which RunPodSandbox and ListContainers are timed.
-    #[arg(long, value_delimiter = ',', default_value = "10,100,300")]
+    /// Populations at which RunPodSandbox and ListContainers are timed (none: no value).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "10,100,300")]
     scale_levels: Vec<usize>,
-    /// Populations at which memory is measured.
-    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    /// Populations at which memory is measured (none: no value).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "10,100")]
     memory_levels: Vec<usize>,
     /// Samples per operation and population.
     #[arg(long, default_value_t = 20)]
@@ -120,6 +123,15 @@ struct ReportArgs {
     /// Writes latest.json, latest.md and full_cycle.svg here.
     #[arg(long)]
     out_dir: PathBuf,
+}
+
+/// Accepts the key of a single-pod scenario.
+fn scenario_key(key: &str) -> Result<String, String> {
+    if SCENARIOS.iter().any(|(k, _)| *k == key) {
+        return Ok(key.to_owned());
+    }
+    let known: Vec<&str> = SCENARIOS.iter().map(|(k, _)| *k).collect();
+    Err(format!("unknown scenario {key:?}; known: {}", known.join(", ")))
 }
 
 #[tokio::main]
@@ -153,6 +165,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<()> {
         pull: args.pull_image.map(|image| PullPlan { image, layers: args.pull_layer, store: args.image_store }),
         log_root: args.log_root,
         repeat: Repeat { warmup: args.warmup, iterations: args.iterations },
+        scenarios: args.scenarios,
         pull_iterations: args.pull_iterations,
         pull_warmup: args.pull_warmup,
         concurrent_pods: args.concurrent_pods,
