@@ -256,8 +256,10 @@ main() {
 	pull_args=(--pull-image "$PULL_IMAGE")
 	for digest in "${layers[@]}"; do pull_args+=(--pull-layer "$digest"); done
 
-	bench_corral
+	# containerd first: its bridge is shared with other throw-away containerds on this
+	# machine, and was checked free just now.
 	bench_containerd
+	bench_corral
 	"$BENCH_BIN" report --runtime "$work/corral.json" --baseline "$work/containerd.json" --out-dir "$out_dir"
 	log bench "results in $out_dir (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 	if [[ $mode == smoke ]]; then
