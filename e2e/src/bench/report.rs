@@ -269,7 +269,15 @@ fn mib(kib: f64) -> String {
 fn load(run: &RunResults) -> String {
     let [s1, s5, s15] = run.host.loadavg_start;
     let [e1, e5, e15] = run.host.loadavg_end;
-    format!("{s1:.2}/{s5:.2}/{s15:.2} → {e1:.2}/{e5:.2}/{e15:.2}")
+    let cpu = match &run.host.cpu {
+        Some(c) => format!(
+            " (CPUs {:.0}% busy, CPU pressure {})",
+            c.busy * 100.0,
+            c.pressure.map_or("n/a".into(), |p| format!("{:.0}%", p * 100.0))
+        ),
+        None => String::new(),
+    };
+    format!("{s1:.2}/{s5:.2}/{s15:.2} → {e1:.2}/{e5:.2}/{e15:.2}{cpu}")
 }
 
 /// `100 × corral` style counts of the helper processes by name.
@@ -320,6 +328,7 @@ mod tests {
                 cpus: 2,
                 loadavg_start: [0.5, 0.4, 0.3],
                 loadavg_end: [1.0, 0.9, 0.8],
+                cpu: Some(crate::bench::results::CpuLoad { busy: 0.5, pressure: Some(0.25) }),
                 started_at: "2026-01-01T00:00:00Z".into(),
                 duration_s: 1.0,
             },
@@ -388,5 +397,6 @@ mod tests {
         assert!(md.contains("10 × `helper`"), "{md}");
         assert!(md.contains("![full cycle latency CDF](full_cycle.svg)"));
         assert!(md.contains("- containerd note"));
+        assert!(md.contains("0.50/0.40/0.30 → 1.00/0.90/0.80 (CPUs 50% busy, CPU pressure 25%)"), "{md}");
     }
 }

@@ -42,6 +42,8 @@ pub struct HostInfo {
     /// machine is shared, a high load makes every row slower for both runtimes.
     pub loadavg_start: [f64; 3],
     pub loadavg_end: [f64; 3],
+    /// How busy the whole machine was during the run (all processes, not only ours).
+    pub cpu: Option<CpuLoad>,
     pub started_at: String,
     pub duration_s: f64,
 }
@@ -126,6 +128,62 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     std::fs::write(path, text + "\n").map_err(|e| BenchError::io("writing", path, e))
 }
 
+/// Machine-wide CPU use over an interval.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CpuLoad {
+    /// Share of all CPUs' time spent not idle (`/proc/stat`).
+    pub busy: f64,
+    /// Share of wall time during which some runnable task waited for a CPU
+    /// (`/proc/pressure/cpu`, "some"): above ~0.2 the numbers include queueing for CPUs.
+    pub pressure: Option<f64>,
+}
+
+/// Counters read at the start of an interval; [`CpuMeter::finish`] turns them into a [`CpuLoad`].
+pub struct CpuMeter {
+    stat: Option<(u64, u64)>,
+    pressure_us: Option<u64>,
+    started: std::time::Instant,
+}
+
+impl CpuMeter {
+    pub fn start() -> CpuMeter {
+        CpuMeter { stat: cpu_stat(), pressure_us: cpu_pressure_us(), started: std::time::Instant::now() }
+    }
+
+    /// `None` when /proc/stat is unreadable.
+    pub fn finish(&self) -> Option<CpuLoad> {
+        let ((busy0, total0), (busy1, total1)) = (self.stat?, cpu_stat()?);
+        let busy = (busy1 - busy0) as f64 / ((total1 - total0).max(1)) as f64;
+        let wall_us = self.started.elapsed().as_micros().max(1) as f64;
+        let pressure = match (self.pressure_us, cpu_pressure_us()) {
+            (Some(a), Some(b)) => Some((b.saturating_sub(a)) as f64 / wall_us),
+            _ => None,
+        };
+        Some(CpuLoad { busy, pressure })
+    }
+}
+
+/// (busy, total) jiffies of the `cpu` line of /proc/stat.
+fn cpu_stat() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_stat(text.lines().next()?)
+}
+
+fn parse_cpu_stat(line: &str) -> Option<(u64, u64)> {
+    let fields: Vec<u64> = line.strip_prefix("cpu ")?.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// Microseconds of "some" CPU pressure since boot.
+fn cpu_pressure_us() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/pressure/cpu").ok()?;
+    let some = text.lines().find(|l| l.starts_with("some "))?;
+    some.split_whitespace().find_map(|f| f.strip_prefix("total=")).and_then(|v| v.parse().ok())
+}
+
 /// `/proc/loadavg`'s three averages (zeros if unreadable: it is context, not a result).
 pub fn loadavg() -> [f64; 3] {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -136,4 +194,26 @@ pub fn loadavg() -> [f64; 3] {
 /// The running kernel's release.
 pub fn kernel() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_stat_busy_and_total() {
+        assert_eq!(parse_cpu_stat("cpu  100 5 50 800 20 3 2 0 0 0"), Some((160, 980)));
+        assert_eq!(parse_cpu_stat("cpu0 1 2 3 4"), None);
+    }
+
+    #[test]
+    fn cpu_meter_measures_this_machine() {
+        let meter = CpuMeter::start();
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_millis(50) {
+            std::hint::black_box(0);
+        }
+        let load = meter.finish().unwrap();
+        assert!(load.busy > 0.0 && load.busy <= 1.0, "{load:?}");
+    }
 }

@@ -15,7 +15,7 @@ use super::memory::RuntimeProcesses;
 use super::pods::teardown_run;
 use super::population::{Plan, Population};
 use super::pull::{PullPlan, cold_pulls};
-use super::results::{HostInfo, RunResults, RuntimeInfo, Settings, kernel, loadavg};
+use super::results::{CpuMeter, HostInfo, RunResults, RuntimeInfo, Settings, kernel, loadavg};
 use super::scenarios::{self, Repeat};
 use super::workload::Workload;
 
@@ -79,6 +79,7 @@ async fn scenarios(cri: &Cri, wl: &Workload, opts: &RunOptions) -> Result<RunRes
     let started = Instant::now();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let loadavg_start = loadavg();
+    let cpu = CpuMeter::start();
     let version = cri.version().await?;
     tracing::info!(runtime = %version.runtime_name, version = %version.runtime_version, "connected");
     let mut notes = Vec::new();
@@ -134,6 +135,7 @@ async fn scenarios(cri: &Cri, wl: &Workload, opts: &RunOptions) -> Result<RunRes
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
             loadavg_start,
             loadavg_end: loadavg(),
+            cpu: cpu.finish(),
             started_at,
             duration_s: Duration::as_secs_f64(&started.elapsed()),
         },
