@@ -22,9 +22,12 @@ use crate::images::reference::Reference;
 use crate::images::unpack::{paths, unpack_layer};
 use crate::streaming::spdy::frame::{Frame, FrameDecoder, FrameEncoder};
 
+/// A fuzz target: runs one parser on arbitrary bytes, panics when a property is violated.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/`
 /// call them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("image_manifest", image_manifest),
     ("image_config", image_config),
     ("image_reference", image_reference),
