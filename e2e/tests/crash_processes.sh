@@ -18,11 +18,16 @@ monitor_pid() {
   jq -r .pid "$E2E_WORK/state/containers/$1/monitor.json"
 }
 
+# is_exited CTR: the container is reported EXITED (asked anew on every call).
+is_exited() {
+  [ "$(ctr_state "$1")" = CONTAINER_EXITED ]
+}
+
 # exited_with CTR CODE REASON: waits (10 s at most) for the container to be reported
 # EXITED, then checks its exit code and reason.
 exited_with() {
   local ctr=$1 code=$2 reason=$3
-  wait_until 10 test "$(ctr_state "$ctr")" = CONTAINER_EXITED || fail "$ctr: not reported exited"
+  wait_until 10 is_exited "$ctr" || fail "$ctr: not reported exited"
   local status
   status=$(cri inspect "$ctr")
   expect_eq "exit code of $ctr" "$code" "$(jq -r .status.exitCode <<<"$status")"
