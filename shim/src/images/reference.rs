@@ -33,7 +33,10 @@ static DOMAIN: LazyLock<Regex> = LazyLock::new(|| {
 });
 static PATH_COMPONENT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$").expect("constant regex"));
-static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[\w][\w.-]{0,127}$").expect("constant regex"));
+// ASCII word characters, as Go's `\w` in the distribution grammar. (A Unicode `\w` would
+// accept tags no registry serves, and its NFA repeated 128 times costs megabytes of memory.)
+static TAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$").expect("constant regex"));
 
 /// A parsed, normalized image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -221,6 +224,7 @@ mod tests {
             ("docker.io/Library/busybox", "lowercase"),
             ("busybox:", "invalid tag"),
             ("busybox:-x", "invalid tag"),
+            ("busybox:l\u{e4}test", "invalid tag"),
             ("busybox@sha256:abc", "64 lowercase hex"),
             ("busybox@md5:abc", "only sha256"),
             ("a//b", "invalid path component"),
