@@ -7,8 +7,9 @@
 #   e2e/bench.sh                full run, results to e2e/results/ (~20-40 min on 2 cores)
 #   e2e/bench.sh --smoke        N=3, 5 pods, no 100/300-pod rows, debug builds, results to a
 #                               temp dir: checks that the tool works (< 2 min)
-#   e2e/bench.sh --profile      corral only, under strace, full pod cycles: writes
-#                               corral-profile.md (where corral's time goes)
+#   e2e/bench.sh --profile      corral only: its step spans (--log-span-timings), then the
+#                               same under strace: writes corral-profile.md (where
+#                               corral's time goes)
 #   e2e/bench.sh --out-dir DIR  write the results to DIR
 #
 # Env: CORRAL_BIN, BENCH_BIN (default: built here), CORRAL_LOG_LEVEL (corral's --log-level,
@@ -39,6 +40,7 @@ PULL_IMAGE=$REGISTRY_ADDR/bench/three-layers:v1
 SANDBOX_IMAGE=registry.k8s.io/pause:3.9 # containerd's, pulled outside the timing
 
 mode=full
+corral_args=() # more flags of `corral serve`
 out_dir=$ROOT/e2e/results
 while [[ $# -gt 0 ]]; do
 	case $1 in
@@ -129,7 +131,7 @@ start_corral() {
 	# setsid: a Ctrl-C in the terminal must not kill corral before the clean-up removed its pods.
 	setsid "$@" "$CORRAL_BIN" serve --socket "$dir/corral.sock" --root "$dir/root" --state-dir "$dir/state" \
 		--cgroup-root "$CGROUP_ROOT" --bridge "$BRIDGE" --pod-cidr "$POD_CIDR" \
-		--log-level "${CORRAL_LOG_LEVEL:-info}" >>"$dir/corral.log" 2>&1 </dev/null &
+		--log-level "${CORRAL_LOG_LEVEL:-info}" "${corral_args[@]}" >>"$dir/corral.log" 2>&1 </dev/null &
 	corral_pid=$!
 	if [[ $# -gt 0 ]]; then
 		wrapper_pid=$corral_pid
@@ -242,9 +244,17 @@ main() {
 	"$E2E_DIR/images/build.sh" >/dev/null
 	pull_args=()
 	if [[ $mode == profile ]]; then
+		# First corral's own step spans (no tracer in the way), then strace's view.
+		corral_args=(--log-span-timings)
+		CORRAL_LOG_LEVEL=info,corral=debug,corral_runtime=debug,corral_net=debug bench_corral
+		mv "$work/corral/corral.log" "$work/corral-spans.log"
+		corral_args=()
 		bench_corral strace -f --seccomp-bpf -T -tt -y -e trace="$STRACE_SYSCALLS" -o "$work/corral.strace"
-		python3 "$E2E_DIR/bench_profile.py" "$work/corral.strace" "$work/corral.json" "$work/corral/corral.log" \
-			>"$out_dir/corral-profile.md"
+		{
+			python3 "$E2E_DIR/bench_profile.py" "$work/corral.strace" "$work/corral.json" "$work/corral/corral.log"
+			echo
+			python3 "$E2E_DIR/bench_spans.py" "$work/corral-spans.log"
+		} >"$out_dir/corral-profile.md"
 		log bench "profile in $out_dir/corral-profile.md"
 		return
 	fi

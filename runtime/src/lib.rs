@@ -47,5 +47,5 @@ pub use process::ProcessId;
 pub use runtime::Runtime;
 pub use types::{
     ContainerState, ExecOptions, ExitInfo, HELPER_LOG_ENV, Pinned, PodNamespaces, Rootfs, RuntimeOptions, StartOptions,
-    Started,
+    StartPhases, Started,
 };

@@ -17,7 +17,8 @@ use crate::monitor::Report;
 use crate::process::{pidfd_send_signal, wait_pidfd};
 use crate::state::{Bundle, StartRecord};
 use crate::types::{
-    ContainerState, EXEC_OPTIONS_ENV, ExecOptions, ExitInfo, HELPER_LOG_ENV, RuntimeOptions, StartOptions, Started,
+    ContainerState, EXEC_OPTIONS_ENV, ExecOptions, ExitInfo, HELPER_LOG_ENV, RuntimeOptions, StartOptions, StartPhases,
+    Started,
 };
 
 /// How long `start` waits for the monitor's report (image mounts can be slow, not this slow).
@@ -82,10 +83,15 @@ impl Runtime {
             }
             Err(e) => return Err(Error::io(format!("mkdir {:?}", bundle.dir()), e)),
         }
-        std::fs::create_dir_all(bundle.rootfs()).step(|| format!("mkdir {:?}", bundle.rootfs()))?;
-        bundle.write_spec(spec)?;
-        bundle.write_start_record(&StartRecord { options: opts.clone(), cgroup_path })?;
-        self.spawn_monitor(&bundle)
+        tracing::debug_span!("write_bundle").in_scope(|| {
+            std::fs::create_dir_all(bundle.rootfs()).step(|| format!("mkdir {:?}", bundle.rootfs()))?;
+            bundle.write_spec(spec)?;
+            bundle.write_start_record(&StartRecord { options: opts.clone(), cgroup_path })
+        })?;
+        let started = self.spawn_monitor(&bundle)?;
+        let StartPhases { setup_us, cgroup_join_us, init_us } = started.phases;
+        tracing::debug!(setup_us, cgroup_join_us, init_us, "monitor phases");
+        Ok(started)
     }
 
     fn spawn_monitor(&self, bundle: &Bundle) -> Result<Started> {
@@ -100,10 +106,13 @@ impl Runtime {
         if let Ok(filter) = std::env::var(HELPER_LOG_ENV) {
             cmd.env(HELPER_LOG_ENV, filter);
         }
+        let spawning = tracing::debug_span!("spawn_monitor").entered();
         let mut child = cmd.spawn().step(|| format!("spawn {:?} monitor", self.opts.exe))?;
         let stdout = child.stdout.take().ok_or_else(|| Error::InvalidState("monitor: no stdout pipe".into()))?;
         // The intermediate process exits right after forking the monitor.
         child.wait().step(|| "wait for the monitor's intermediate process")?;
+        drop(spawning);
+        let _waiting = tracing::debug_span!("monitor_report").entered();
         let stdout = OwnedFd::from(stdout);
         let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLIN)];
         let ms = PollTimeout::try_from(START_TIMEOUT.as_millis() as i32).unwrap_or(PollTimeout::MAX);

@@ -55,6 +55,24 @@ pub struct Started {
     pub monitor_pid: i32,
     /// When `execve` of the container process succeeded.
     pub started_at: SystemTime,
+    /// How long the monitor's steps took (for profiling a start).
+    #[serde(default)]
+    pub phases: StartPhases,
+}
+
+/// The monitor's side of a container start, in microseconds: what the daemon cannot time
+/// itself because it happens in another process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartPhases {
+    /// From the monitor's first instruction to the fork of the container init: records,
+    /// cgroup creation and limits, stdio, log file, attach socket.
+    pub setup_us: u64,
+    /// Moving the init into the container's cgroups (a cgroup v1 migration waits for an
+    /// RCU grace period: often the largest single cost of a start).
+    pub cgroup_join_us: u64,
+    /// From the init's go-ahead to its successful `execve`: namespaces, rootfs, mounts,
+    /// `pivot_root`, security settings.
+    pub init_us: u64,
 }
 
 /// How a container ended.

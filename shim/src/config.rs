@@ -20,6 +20,11 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// `error`, `warn`, `info`, `debug` or `trace`, or a full `tracing` filter directive.
     pub log_level: String,
+    /// Also log how long every traced span took (a `close` line with `time.busy` and
+    /// `time.idle` when a span ends). With `log_level = "info,corral=debug,corral_runtime=debug"`
+    /// this shows where RunPodSandbox and StartContainer spend their time, step by step
+    /// (`e2e/bench.sh --profile` tabulates it). Off by default: it doubles the log volume.
+    pub log_span_timings: bool,
     /// Cgroup path (relative to each hierarchy's root) that corral owns and puts pods under
     /// when the pod config names no `cgroup_parent`. Two daemons on one host need two.
     pub cgroup_root: String,
@@ -106,6 +111,7 @@ impl Default for Config {
             root: PathBuf::from("/var/lib/corral"),
             state_dir: PathBuf::from("/run/corral"),
             log_level: "info".into(),
+            log_span_timings: false,
             cgroup_root: "/corral".into(),
             network: NetworkConfig::default(),
             images: ImagesConfig::default(),

@@ -165,7 +165,8 @@ pub fn cri_log(data: &[u8]) {
             continue;
         }
         let mut fields = record.splitn(4, |b| *b == b' ');
-        let (Some(ts), Some(stream), Some(tag), Some(text)) = (fields.next(), fields.next(), fields.next(), fields.next())
+        let (Some(ts), Some(stream), Some(tag), Some(text)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
         else {
             panic!("malformed record {:?}", String::from_utf8_lossy(record));
         };

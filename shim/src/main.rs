@@ -57,6 +57,9 @@ struct ServeArgs {
     /// Log level or tracing filter [default: info].
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Log each traced span's duration when it ends [default: false].
+    #[arg(long)]
+    log_span_timings: bool,
     /// Cgroup subtree corral owns [default: /corral].
     #[arg(long, value_name = "PATH")]
     cgroup_root: Option<String>,
@@ -89,6 +92,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.log_level {
             cfg.log_level = v.clone();
+        }
+        if self.log_span_timings {
+            cfg.log_span_timings = true;
         }
         if let Some(v) = &self.cgroup_root {
             cfg.cgroup_root = v.clone();
@@ -134,20 +140,22 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    init_logging(&config.log_level)?;
+    init_logging(&config.log_level, config.log_span_timings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("corral").build()?;
     runtime.block_on(server::serve(config))
 }
 
-fn init_logging(level: &str) -> anyhow::Result<()> {
+fn init_logging(level: &str, span_timings: bool) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .map_err(|e| anyhow::anyhow!("invalid --log-level {level:?}: {e}"))?;
     use std::io::IsTerminal;
+    use tracing_subscriber::fmt::format::FmtSpan;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        .with_span_events(if span_timings { FmtSpan::CLOSE } else { FmtSpan::NONE })
         .init();
     Ok(())
 }

@@ -42,7 +42,7 @@ use crate::init::{self, InitContext, NamespacePlan};
 use crate::logs::{CriLogWriter, Stream};
 use crate::process::ProcessId;
 use crate::state::{Bundle, InitRecord};
-use crate::types::{ExitInfo, Started};
+use crate::types::{ExitInfo, StartPhases, Started};
 use attach::{AttachServer, Request};
 use io::{LogFile, MonitorIo};
 
@@ -150,6 +150,7 @@ struct Monitor {
 
 impl Monitor {
     fn start(bundle: &Bundle) -> Result<Monitor> {
+        let began = Instant::now();
         let me = ProcessId::of(std::process::id() as i32)?;
         nix::unistd::setsid().step(|| "setsid")?;
         nix::sys::prctl::set_child_subreaper(true).step(|| "prctl(PR_SET_CHILD_SUBREAPER)")?;
@@ -196,6 +197,7 @@ impl Monitor {
             plan,
         };
         let own_pid_namespace = ctx.plan.new.contains(CloneFlags::CLONE_NEWPID);
+        let setup = began.elapsed();
         // SAFETY: the monitor is single-threaded.
         let child = match unsafe { fork() }.step(|| "fork container init")? {
             ForkResult::Child => {
@@ -207,8 +209,9 @@ impl Monitor {
         };
         drop(child_end);
         drop(child_stdio);
-        let init_pid = handshake(child, &monitor_end, &cgroup, &spec)?;
-        let started = Started { pid: init_pid.as_raw(), monitor_pid: me.pid, started_at: SystemTime::now() };
+        let (init_pid, mut phases) = handshake(child, &monitor_end, &cgroup, &spec)?;
+        phases.setup_us = micros(setup);
+        let started = Started { pid: init_pid.as_raw(), monitor_pid: me.pid, started_at: SystemTime::now(), phases };
         bundle
             .write_init(&InitRecord { process: ProcessId::of(init_pid.as_raw())?, started_at: started.started_at })?;
         tracing::info!(pid = started.pid, "container started");
@@ -444,10 +447,19 @@ impl Monitor {
 }
 
 /// The monitor's half of starting the container init (see `init`).
-fn handshake(child: Pid, channel: &Channel, cgroup: &Cgroup, spec: &oci_spec::runtime::Spec) -> Result<Pid> {
+fn handshake(
+    child: Pid,
+    channel: &Channel,
+    cgroup: &Cgroup,
+    spec: &oci_spec::runtime::Spec,
+) -> Result<(Pid, StartPhases)> {
     let mut init_pid: Option<Pid> = None;
+    let mut phases = StartPhases::default();
     let result = (|| {
+        let joining = Instant::now();
         cgroup.add_process(child.as_raw())?;
+        phases.cgroup_join_us = micros(joining.elapsed());
+        let going = Instant::now();
         channel.go()?;
         let mut error = None;
         while let Some(msg) = channel.next()? {
@@ -460,6 +472,7 @@ fn handshake(child: Pid, channel: &Channel, cgroup: &Cgroup, spec: &oci_spec::ru
                 ChildMessage::Error(e) => error = Some(e),
             }
         }
+        phases.init_us = micros(going.elapsed());
         match (error, init_pid) {
             (Some(e), _) => Err(Error::Start(e)),
             (None, Some(pid)) => Ok(pid),
@@ -480,7 +493,11 @@ fn handshake(child: Pid, channel: &Channel, cgroup: &Cgroup, spec: &oci_spec::ru
         // Reparented to us once the intermediate is gone.
         let _ = waitpid(pid, None);
     }
-    result
+    result.map(|pid| (pid, phases))
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Writes `/proc/<pid>/{uid_map,gid_map}` of a child that created a user namespace.

@@ -183,9 +183,10 @@ impl Daemon {
             },
         };
         let runtime = self.runtime.clone();
+        let span = tracing::Span::current(); // the runtime's step spans nest under this RPC
         let started = tokio::task::spawn_blocking({
             let id = id.clone();
-            move || runtime.start(&id, &spec, &opts)
+            move || span.in_scope(|| runtime.start(&id, &spec, &opts))
         })
         .await
         .map_err(|e| CriError::Internal(format!("starting container: {e}")))?;
@@ -207,12 +208,13 @@ impl Daemon {
             }
         };
         crate::fault::point("after-monitor-started");
-        let record = self
-            .containers
-            .update(&id, |c| {
-                c.state = ContainerState::Running;
-                c.started_at = nanos(started.started_at);
-                c.pid = u32::try_from(started.pid).ok();
+        let record = tracing::debug_span!("save_record")
+            .in_scope(|| {
+                self.containers.update(&id, |c| {
+                    c.state = ContainerState::Running;
+                    c.started_at = nanos(started.started_at);
+                    c.pid = u32::try_from(started.pid).ok();
+                })
             })
             .map_err(|e| CriError::Internal(format!("saving container record: {e}")))?
             .ok_or_else(|| container_not_found(&id))?;

@@ -65,7 +65,7 @@ impl Daemon {
             return Err(self.roll_back_sandbox(record, err).await);
         }
         record.state = SandboxState::Ready;
-        if let Err(e) = self.sandboxes.put(record.clone()) {
+        if let Err(e) = tracing::debug_span!("save_record").in_scope(|| self.sandboxes.put(record.clone())) {
             let err = CriError::Internal(format!("saving sandbox record: {e}"));
             return Err(self.roll_back_sandbox(record, err).await);
         }

@@ -26,10 +26,8 @@ pub(super) fn sandbox(config: &Config, bad: &Unreadable) -> SandboxRecord {
     let salvaged = Salvaged::read(bad);
     let dir = config.state_dir.join("pods").join(&bad.id);
     let pinned = |kind: &str| Some(dir.join("ns").join(kind)).filter(|p| p.exists());
-    let pause_pid = corral_runtime::pause::running(&dir)
-        .ok()
-        .flatten()
-        .and_then(|pause| u32::try_from(pause.process.pid).ok());
+    let pause_pid =
+        corral_runtime::pause::running(&dir).ok().flatten().and_then(|pause| u32::try_from(pause.process.pid).ok());
     let mut pod_config: v1::PodSandboxConfig = salvaged.field("config").unwrap_or_default();
     // kubelet (and crictl) refuse a pod status without name, namespace and uid.
     let meta = pod_config.metadata.get_or_insert_with(Default::default);

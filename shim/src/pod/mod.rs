@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use corral_cri::v1;
 use corral_net::{Attachment, PodNetwork};
+use tracing::Instrument;
 
 use crate::error::{CriError, CriResult};
 use crate::store::records::SandboxRecord;
@@ -74,11 +75,15 @@ pub async fn setup(
     let host_ipc = modes.ipc == v1::NamespaceMode::Node as i32;
     let dir = record.dir.clone();
 
-    std::fs::create_dir_all(&dir).map_err(|e| internal(format!("creating {}", dir.display()), e))?;
-    write_pod_files(&dir, &config, host_net, host)?;
-    if !host_ipc {
-        shm::mount(&shm_dir(&dir))?;
-    }
+    // Step spans (debug level): with `log_span_timings` they show where the time goes.
+    tracing::debug_span!("pod_files").in_scope(|| {
+        std::fs::create_dir_all(&dir).map_err(|e| internal(format!("creating {}", dir.display()), e))?;
+        write_pod_files(&dir, &config, host_net, host)?;
+        if !host_ipc {
+            shm::mount(&shm_dir(&dir))?;
+        }
+        Ok::<_, CriError>(())
+    })?;
 
     let hostname = (!host_net && !config.hostname.is_empty()).then(|| config.hostname.clone());
     let which = corral_runtime::namespaces::PodNamespaces { net: !host_net, ipc: !host_ipc, uts: !host_net };
@@ -88,6 +93,7 @@ pub async fn setup(
     let pinned = tokio::task::spawn_blocking(move || {
         corral_runtime::namespaces::pin(&pod_dir, which, hostname.as_deref(), &sysctls)
     })
+    .instrument(tracing::debug_span!("pin_namespaces"))
     .await
     .map_err(|e| CriError::Internal(format!("pinning namespaces: {e}")))??;
     record.netns = pinned.net;
@@ -102,6 +108,7 @@ pub async fn setup(
             corral_runtime::cgroups::create_pod_cgroup(&cgroup, None)?;
             corral_runtime::pause::start(&exe, &dir, Some(&cgroup))
         })
+        .instrument(tracing::debug_span!("start_pause"))
         .await
         .map_err(|e| CriError::Internal(format!("starting pause: {e}")))??;
         record.pause_pid = u32::try_from(pause.process.pid).ok();
@@ -114,6 +121,7 @@ pub async fn setup(
         let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let result = network
             .add(&Attachment { pod_id: &record.id, netns: &netns, ifname: "eth0", port_mappings: &ports, args: &args })
+            .instrument(tracing::debug_span!("network_add"))
             .await?;
         record.ips = result.pod_ips().iter().map(|ip| ip.to_string()).collect();
         crate::fault::point("after-network-added");
@@ -132,7 +140,7 @@ pub async fn teardown(record: &mut SandboxRecord, network: &dyn PodNetwork) -> C
         let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let attachment =
             Attachment { pod_id: &record.id, netns: &netns, ifname: "eth0", port_mappings: &ports, args: &args };
-        if let Err(e) = network.del(&attachment).await {
+        if let Err(e) = network.del(&attachment).instrument(tracing::debug_span!("network_del")).await {
             note(e.into());
         }
     }
@@ -145,7 +153,10 @@ pub async fn teardown(record: &mut SandboxRecord, network: &dyn PodNetwork) -> C
         }
     }
     let pod_dir = record.dir.clone();
-    match tokio::task::spawn_blocking(move || corral_runtime::namespaces::unpin(&pod_dir)).await {
+    match tokio::task::spawn_blocking(move || corral_runtime::namespaces::unpin(&pod_dir))
+        .instrument(tracing::debug_span!("unpin_namespaces"))
+        .await
+    {
         Ok(Ok(())) => {
             record.netns = None;
             record.ipcns = None;
