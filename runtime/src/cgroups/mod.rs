@@ -144,11 +144,15 @@ impl Cgroup {
     }
 
     fn wait_empty(&self, deadline: Instant) -> Result<()> {
+        // A killed process is usually gone within a millisecond: poll often at first, then
+        // back off (the kernel offers no notification for "cgroup empty" in v1).
+        let mut pause = Duration::from_micros(250);
         while !self.pids().is_empty() {
             if Instant::now() >= deadline {
                 return Err(Error::InvalidState(format!("cgroup {}: still has processes", self.path())));
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
         }
         Ok(())
     }

@@ -320,7 +320,10 @@ impl Daemon {
                 Err(e) => tracing::warn!(container = %id, "sending {signal}: {e}; killing"),
             }
         }
-        self.runtime.kill_all(id)?;
+        let (runtime, rid) = (self.runtime.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || runtime.kill_all(&rid))
+            .await
+            .map_err(|e| CriError::Internal(format!("killing container {id}: {e}")))??;
         if self.wait_stopped(id, KILL_WAIT).await? {
             return Ok(());
         }
