@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Context, Error, Result};
 
-/// Writes `value` as JSON to `path` with write-temp + rename, so a crashed process leaves
-/// the old file or the new one, never half of one (docs/design.md, "Where state lives").
+/// Writes `value` as JSON to `path` with write-temp + fsync + rename, so a crash leaves the
+/// old file or the new one, never half of one (docs/design.md, "Where state lives").
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let data = serde_json::to_vec(value).map_err(|source| Error::Json { path: path.display().to_string(), source })?;
     write_atomic(path, &data)
@@ -18,18 +18,17 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 /// Writes `data` to `path` atomically (see [`write_json_atomic`]).
 ///
-/// No fsync: every file the runtime writes lives in its state directory, which describes
-/// processes and mounts that die with the machine (`/run`, a tmpfs on most hosts). The
-/// rename alone protects against a crash of the daemon or a monitor, which is what matters;
-/// after a power loss there is nothing left for these files to describe. (An fsync per
-/// record cost ~1 ms each on a disk-backed `/run`, five of them per container start.)
+/// The directory is not fsynced after the rename: every file the runtime writes lives in
+/// its state directory, which describes processes and mounts that die with the machine
+/// (`/run`, a tmpfs on most hosts). A rename lost to a power loss leaves the old record of
+/// something that no longer exists either way; a crashed daemon or monitor loses nothing.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = Path::new(&tmp);
     let mut file = fs::File::create(tmp).step(|| format!("create {tmp:?}"))?;
     file.write_all(data).step(|| format!("write {tmp:?}"))?;
-    drop(file);
+    file.sync_all().step(|| format!("fsync {tmp:?}"))?;
     fs::rename(tmp, path).step(|| format!("rename {tmp:?} to {path:?}"))?;
     Ok(())
 }
