@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The operator's view of latency: how long `crictl runp`, `create` + `start`, `exec -s` and
-# `stopp` + `rmp` (with a running container) take against a CRI endpoint, crictl process
+# The operator's view of latency: how long `crictl runp`, `create` + `start`, `exec -s`,
+# `exec` (streaming: the Exec RPC, then SPDY), and `stopp` + `rmp` (with a running container) take against a CRI endpoint, crictl process
 # included (~10-15 ms per call). The median of N runs after 2 warm-up runs, in ms, as one
 # markdown table row. e2e/bench measures the same without crictl's cost.
 #
@@ -54,6 +54,8 @@ for ((i = 0; i < runs + 2; i++)); do
 	t2=$(now)
 	crictl exec -s "$ctr" true >/dev/null
 	t3=$(now)
+	crictl exec "$ctr" true >/dev/null
+	t3s=$(now)
 	crictl stopp "$pod" >/dev/null
 	crictl rmp "$pod" >/dev/null
 	t4=$(now)
@@ -62,15 +64,15 @@ for ((i = 0; i < runs + 2; i++)); do
 	samples[runp]+="$(ms "$t0" "$t1") "
 	samples[create_start]+="$(ms "$t1" "$t2") "
 	samples[exec]+="$(ms "$t2" "$t3") "
-	samples[stopp_rmp]+="$(ms "$t3" "$t4") "
-	samples[cycle]+="$(ms "$t0" "$t4") "
+	samples[exec_stream]+="$(ms "$t3" "$t3s") "
+	samples[stopp_rmp]+="$(ms "$t3s" "$t4") "
 done
 
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 row="| $name |"
-for k in runp create_start exec stopp_rmp cycle; do
+for k in runp create_start exec exec_stream stopp_rmp; do
 	row+=" $(median <<<"${samples[$k]}") |"
 done
-echo "| runtime (median of $runs, ms) | runp | create + start | exec -s | stopp + rmp | all four |"
+echo "| runtime (median of $runs, ms) | runp | create + start | exec -s | exec (streaming) | stopp + rmp |"
 echo "|---|---:|---:|---:|---:|---:|"
 echo "$row"
