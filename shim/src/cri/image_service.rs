@@ -8,7 +8,7 @@ use corral_cri::v1::image_service_server::ImageService;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-use super::{BoxStream, Daemon, reply};
+use super::{BoxStream, Daemon, in_pages, reply};
 
 /// Serves `runtime.v1.ImageService` from the shared [`Daemon`].
 pub struct ImageServer {
@@ -38,12 +38,8 @@ impl ImageService for ImageServer {
         req: Request<v1::StreamImagesRequest>,
     ) -> Result<Response<Self::StreamImagesStream>, Status> {
         let filter = req.into_inner().filter;
-        let listed = self.daemon.list_images(v1::ListImagesRequest { filter }).map(|list| {
-            let stream: Self::StreamImagesStream =
-                Box::pin(tokio_stream::iter([Ok(v1::StreamImagesResponse { images: list.images })]));
-            stream
-        });
-        reply(listed)
+        let listed = self.daemon.list_images(v1::ListImagesRequest { filter });
+        reply(listed.map(|list| in_pages(list.images, |images| v1::StreamImagesResponse { images })))
     }
 
     async fn image_status(

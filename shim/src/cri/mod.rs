@@ -186,6 +186,29 @@ pub(crate) async fn test_daemon(dir: &std::path::Path) -> TestDaemon {
 /// A server-streaming response body.
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
+/// Items per message of the streaming list RPCs (`StreamContainers` & co.). Those RPCs
+/// exist so that a node with thousands of objects never hits gRPC's message size limit
+/// (16 MiB for kubelet): a page of 256 containers or pods stays far below it.
+const LIST_PAGE: usize = 256;
+
+/// A listing as a stream of pages: at least one message, so that an empty list is an
+/// explicit (empty) answer.
+fn in_pages<T, R>(items: Vec<T>, page: fn(Vec<T>) -> R) -> BoxStream<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let mut pages: Vec<R> = Vec::with_capacity(items.len() / LIST_PAGE + 1);
+    let mut items = items.into_iter().peekable();
+    loop {
+        pages.push(page(items.by_ref().take(LIST_PAGE).collect()));
+        if items.peek().is_none() {
+            break;
+        }
+    }
+    Box::pin(tokio_stream::iter(pages.into_iter().map(Ok)))
+}
+
 /// Turns a handler result into a gRPC reply, logging failures in the request's span.
 fn reply<T>(result: CriResult<T>) -> Result<Response<T>, Status> {
     match result {

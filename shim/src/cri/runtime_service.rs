@@ -8,7 +8,7 @@ use corral_cri::v1::runtime_service_server::RuntimeService;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-use super::{BoxStream, Daemon, reply};
+use super::{BoxStream, Daemon, in_pages, reply};
 use crate::error::CriError;
 
 /// Serves `runtime.v1.RuntimeService` from the shared [`Daemon`].
@@ -68,9 +68,10 @@ impl RuntimeService for RuntimeServer {
 
     async fn stream_pod_sandboxes(
         &self,
-        _req: Request<v1::StreamPodSandboxesRequest>,
+        req: Request<v1::StreamPodSandboxesRequest>,
     ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
-        reply(Err(CriError::Unimplemented("StreamPodSandboxes")))
+        let listed = self.daemon.list_pod_sandbox(v1::ListPodSandboxRequest { filter: req.into_inner().filter });
+        reply(listed.map(|list| in_pages(list.items, |pod_sandboxes| v1::StreamPodSandboxesResponse { pod_sandboxes })))
     }
 
     async fn create_container(
@@ -112,9 +113,10 @@ impl RuntimeService for RuntimeServer {
 
     async fn stream_containers(
         &self,
-        _req: Request<v1::StreamContainersRequest>,
+        req: Request<v1::StreamContainersRequest>,
     ) -> Result<Response<Self::StreamContainersStream>, Status> {
-        reply(Err(CriError::Unimplemented("StreamContainers")))
+        let listed = self.daemon.list_containers(v1::ListContainersRequest { filter: req.into_inner().filter });
+        reply(listed.map(|list| in_pages(list.containers, |containers| v1::StreamContainersResponse { containers })))
     }
 
     async fn container_status(
@@ -175,9 +177,15 @@ impl RuntimeService for RuntimeServer {
 
     async fn stream_container_stats(
         &self,
-        _req: Request<v1::StreamContainerStatsRequest>,
+        req: Request<v1::StreamContainerStatsRequest>,
     ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
-        reply(Err(CriError::Unimplemented("StreamContainerStats")))
+        let listed =
+            self.daemon.list_container_stats(v1::ListContainerStatsRequest { filter: req.into_inner().filter });
+        reply(
+            listed.map(|list| {
+                in_pages(list.stats, |container_stats| v1::StreamContainerStatsResponse { container_stats })
+            }),
+        )
     }
 
     async fn pod_sandbox_stats(
@@ -198,9 +206,13 @@ impl RuntimeService for RuntimeServer {
 
     async fn stream_pod_sandbox_stats(
         &self,
-        _req: Request<v1::StreamPodSandboxStatsRequest>,
+        req: Request<v1::StreamPodSandboxStatsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
-        reply(Err(CriError::Unimplemented("StreamPodSandboxStats")))
+        let listed =
+            self.daemon.list_pod_sandbox_stats(v1::ListPodSandboxStatsRequest { filter: req.into_inner().filter });
+        reply(listed.map(|list| {
+            in_pages(list.stats, |pod_sandbox_stats| v1::StreamPodSandboxStatsResponse { pod_sandbox_stats })
+        }))
     }
 
     async fn update_runtime_config(
@@ -279,5 +291,85 @@ impl RuntimeService for RuntimeServer {
         req: Request<v1::UpdatePodSandboxResourcesRequest>,
     ) -> Result<Response<v1::UpdatePodSandboxResourcesResponse>, Status> {
         reply(self.daemon.update_pod_sandbox_resources(req.into_inner()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_stream::StreamExt;
+
+    /// A pod that needs no network, no pause process and pins nothing: cheap to make.
+    fn host_pod(name: &str, tier: &str) -> v1::RunPodSandboxRequest {
+        let (node, container) = (v1::NamespaceMode::Node as i32, v1::NamespaceMode::Container as i32);
+        v1::RunPodSandboxRequest {
+            config: Some(v1::PodSandboxConfig {
+                metadata: Some(v1::PodSandboxMetadata {
+                    name: name.into(),
+                    uid: format!("uid-{name}"),
+                    namespace: "stream".into(),
+                    attempt: 0,
+                }),
+                labels: [("tier".to_string(), tier.to_string())].into(),
+                linux: Some(v1::LinuxPodSandboxConfig {
+                    security_context: Some(v1::LinuxSandboxSecurityContext {
+                        namespace_options: Some(v1::NamespaceOption {
+                            network: node,
+                            ipc: node,
+                            pid: container,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            runtime_handler: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn streaming_lists_answer_like_the_plain_lists_with_their_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = crate::cri::test_daemon(dir.path()).await;
+        let server = RuntimeServer::new(Arc::clone(&daemon));
+        let mut ids = Vec::new();
+        for (name, tier) in [("a", "web"), ("b", "web"), ("c", "db")] {
+            ids.push(daemon.run_pod_sandbox(host_pod(name, tier)).await.unwrap().pod_sandbox_id);
+        }
+
+        let filter =
+            v1::PodSandboxFilter { label_selector: [("tier".into(), "web".into())].into(), ..Default::default() };
+        let req = Request::new(v1::StreamPodSandboxesRequest { filter: Some(filter) });
+        let pages: Vec<_> = server.stream_pod_sandboxes(req).await.unwrap().into_inner().collect().await;
+        let mut streamed: Vec<String> =
+            pages.into_iter().flat_map(|p| p.unwrap().pod_sandboxes).map(|p| p.id).collect();
+        streamed.sort();
+        let mut web = ids[..2].to_vec();
+        web.sort();
+        assert_eq!(streamed, web);
+
+        // No containers: one empty page, not an empty stream.
+        let req = Request::new(v1::StreamContainersRequest { filter: None });
+        let pages: Vec<_> = server.stream_containers(req).await.unwrap().into_inner().collect().await;
+        assert_eq!(pages.len(), 1);
+        assert!(pages[0].as_ref().unwrap().containers.is_empty());
+
+        for id in ids {
+            daemon.stop_pod_sandbox(v1::StopPodSandboxRequest { pod_sandbox_id: id.clone() }).await.unwrap();
+            daemon.remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: id }).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn long_lists_are_split_into_pages_in_order() {
+        let pages: Vec<_> = super::in_pages((0..600).collect(), |n: Vec<i32>| n).collect::<Vec<_>>().await;
+        let sizes: Vec<usize> = pages.iter().map(|p| p.as_ref().unwrap().len()).collect();
+        assert_eq!(sizes, [256, 256, 88]);
+        let all: Vec<i32> = pages.into_iter().flat_map(|p| p.unwrap()).collect();
+        assert_eq!(all, (0..600).collect::<Vec<_>>());
+        let exact: Vec<_> = super::in_pages((0..256).collect(), |n: Vec<i32>| n).collect::<Vec<_>>().await;
+        assert_eq!(exact.len(), 1);
     }
 }
