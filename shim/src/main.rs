@@ -141,6 +141,11 @@ fn main() -> ExitCode {
 
 fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(&config.log_level, config.log_span_timings)?;
+    // glibc gives each thread that allocates its own 64 MiB arena; the blocking-pool threads
+    // that come and go would leave pages behind in many of them. Two arenas are plenty for a
+    // daemon whose work is mostly waiting on syscalls.
+    // SAFETY: plain libc call, made before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("corral").build()?;
     runtime.block_on(server::serve(config))
 }
