@@ -184,8 +184,11 @@ def spdy_dictionary():
     return eval('b"' + literal + '"')  # a Rust byte string of plain escapes
 
 
-def spdy():
-    deflate = zlib.compressobj(zdict=spdy_dictionary())
+def spdy_session(level):
+    """A kubectl-exec-like session holding every frame type, its header blocks compressed
+    at zlib `level` (0: stored blocks, whose header bytes mutate directly; the SPDY zlib
+    stream is only ever sync-flushed, so no checksum guards them)."""
+    deflate = zlib.compressobj(level, zdict=spdy_dictionary())
 
     def headers(pairs):
         raw = struct.pack(">I", len(pairs))
@@ -201,14 +204,19 @@ def spdy():
 
     syn = control(1, 0, struct.pack(">IIH", 1, 0, 0) + headers([("streamtype", "error")]))
     syn3 = control(1, 1, struct.pack(">IIH", 3, 0, 0) + headers([("streamtype", "stdout"), ("port", "80")]))
-    session = (syn + syn3 + data(1, 0, b"hello") + data(3, 1, b"") + control(9, 0, struct.pack(">II", 1, 1024))
-               + control(6, 0, struct.pack(">I", 7)) + control(4, 0, struct.pack(">II", 1, 4) + struct.pack(">II", 7, 65536))
-               + control(8, 0, struct.pack(">I", 1) + headers([("x", "y")]))
-               + control(2, 0, struct.pack(">I", 1) + headers([]))
-               + control(3, 0, struct.pack(">II", 1, 5)) + control(7, 0, struct.pack(">II", 3, 0)))
+    return (syn + syn3 + data(1, 0, b"hello") + data(3, 1, b"") + control(9, 0, struct.pack(">II", 1, 1024))
+            + control(6, 0, struct.pack(">I", 7)) + control(4, 0, struct.pack(">II", 1, 4) + struct.pack(">II", 7, 65536))
+            + control(8, 0, struct.pack(">I", 1) + headers([("x", "y"), ("multi", "a\0b")]))
+            + control(2, 0, struct.pack(">I", 1) + headers([]))
+            + control(3, 0, struct.pack(">II", 1, 5)) + control(7, 0, struct.pack(">II", 3, 0)))
+
+
+def spdy():
+    session = spdy_session(zlib.Z_DEFAULT_COMPRESSION)
     write("spdy_frames", "session", session)
+    write("spdy_frames", "session-stored-headers", spdy_session(0))
     write("spdy_frames", "bad-version", struct.pack(">HHI", 0x8002, 1, 0))
-    write("spdy_frames", "data-stream-0", data(0, 0, b"x"))
+    write("spdy_frames", "data-stream-0", struct.pack(">II", 0, 1) + b"x")
     write("spdy_frames", "truncated", session[: len(session) // 2])
 
 
