@@ -23,6 +23,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 section "cargo test"
 cargo test --workspace
 
+section "fuzzing: each fuzz target 30 s with libFuzzer (fuzz/run.sh, needs nightly)"
+fuzz/run.sh --seconds 30
+
 section "CRI proto against upstream k8s.io/cri-api"
 CRI_API=k8s.io/cri-api@v0.37.0
 modcache=$(go env GOMODCACHE)

@@ -66,9 +66,9 @@ def image_docs():
         write("image_reference", f"ref-{i}", ref)
 
 
-def tar_bytes(build, compress=None):
+def tar_bytes(build, compress=None, fmt=tarfile.PAX_FORMAT):
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
         build(tar)
     data = buf.getvalue()
     return gzip.compress(data, mtime=0) if compress == "gz" else data
@@ -106,19 +106,75 @@ def layers():
         add(tar, "home/user/", tarfile.DIRTYPE, uid=1000, gid=1000)
         add(tar, "home/user/" + "n" * 200, data=b"long name")
 
-    def escapes(tar):
-        add(tar, "../outside", data=b"x")
-        add(tar, "/etc/abs", data=b"x")
-        add(tar, "link", tarfile.SYMTYPE, linkname="../outside")
-        add(tar, "link/through", data=b"x")
-        add(tar, "hard", tarfile.LNKTYPE, linkname="../../etc/passwd")
-        add(tar, "sda", tarfile.BLKTYPE, devmajor=8, devminor=0)
-        add(tar, "a/b/../../../c", data=b"x")
-
     write("layer_tar", "normal.tar", tar_bytes(normal))
     write("layer_tar", "normal.tar.gz", tar_bytes(normal, "gz"))
-    write("layer_tar", "escapes.tar", tar_bytes(escapes))
     write("layer_tar", "empty.tar", b"\0" * 1024)
+
+    # Hostile layers, one trick each: the unpacker stops at the first refused entry, so a tar
+    # holding them all would only ever test the first. The fuzz target unpacks into
+    # <scratch>/nest/layer/ next to <scratch>/outside/sentinel, so "../../outside" is a real
+    # place; absolute escapes aim at the canary /tmp/corral-fuzz-canary, which the target
+    # checks never appears. `escape-*` seeds get out of the layer when unpacked naively
+    # (relative paths joined and followed, as `open()` does): the stable test proves the
+    # target's check catches each of them that way. `hostile-*` seeds are the other tricks
+    # (absolute paths, odd whiteouts, devices, overlay xattrs, symlinks that stay inside).
+    up = "../../outside"
+    canary = "/tmp/corral-fuzz-canary"
+    sym = tarfile.SYMTYPE
+    escapes = {
+        # Paths that leave the layer by themselves.
+        "dotdot": lambda t: add(t, f"{up}/dotdot", data=b"x"),
+        "dotdot-inside-path": lambda t: add(t, f"a/b/../../{up}/inner", data=b"x"),
+        "dotdot-dir": lambda t: add(t, f"{up}/newdir/", tarfile.DIRTYPE),
+        "pax-path-dotdot": lambda t: add(t, "innocent", data=b"x", pax_headers={"path": f"{up}/pax"}),
+        # A symlink out of the layer, then something through it.
+        "symlink-then-file": lambda t: (add(t, "esc", sym, linkname=up), add(t, "esc/through", data=b"x")),
+        "symlink-then-dir": lambda t: (add(t, "esc", sym, linkname=up), add(t, "esc/sub/", tarfile.DIRTYPE)),
+        "symlink-then-fifo": lambda t: (add(t, "esc", sym, linkname=up), add(t, "esc/fifo", tarfile.FIFOTYPE)),
+        "symlink-then-whiteout": lambda t: (add(t, "esc", sym, linkname=up), add(t, "esc/.wh.sentinel")),
+        "symlink-then-opaque": lambda t: (add(t, "esc", sym, linkname=up), add(t, "esc/.wh..wh..opq")),
+        "symlink-to-file-then-overwrite": lambda t: (add(t, "f", sym, linkname=f"{up}/sentinel"),
+                                                     add(t, "f", data=b"overwritten")),
+        # Hard links to the file outside, directly or through a symlink.
+        "hardlink-dotdot": lambda t: add(t, "hard", tarfile.LNKTYPE, linkname=f"{up}/sentinel"),
+        "hardlink-then-write": lambda t: (add(t, "hard", tarfile.LNKTYPE, linkname=f"{up}/sentinel"),
+                                          add(t, "hard", data=b"overwritten")),
+        "hardlink-through-symlink": lambda t: (add(t, "esc", sym, linkname=up),
+                                               add(t, "hard", tarfile.LNKTYPE, linkname="esc/sentinel")),
+        "hardlink-to-escaping-symlink": lambda t: (add(t, "esc", sym, linkname=f"{up}/sentinel"),
+                                                   add(t, "hard", tarfile.LNKTYPE, linkname="esc"),
+                                                   add(t, "hard", data=b"overwritten")),
+        # Whiteouts of something outside.
+        "whiteout-dotdot": lambda t: add(t, f"{up}/.wh.sentinel"),
+        "opaque-dotdot": lambda t: add(t, f"{up}/.wh..wh..opq"),
+    }
+    hostile = {
+        "absolute": lambda t: add(t, f"{canary}/abs", data=b"x"),
+        "absolute-dir": lambda t: add(t, f"{canary}/", tarfile.DIRTYPE),
+        "symlink-absolute-then-file": lambda t: (add(t, "esc", sym, linkname="/tmp"),
+                                                 add(t, "esc/corral-fuzz-canary", data=b"x")),
+        "hardlink-absolute": lambda t: add(t, "hard", tarfile.LNKTYPE, linkname="/etc/hostname"),
+        # Even a symlink that stays inside may not be written through.
+        "symlink-inside-then-file": lambda t: (add(t, "d/", tarfile.DIRTYPE), add(t, "ln", sym, linkname="d"),
+                                               add(t, "ln/f", data=b"x")),
+        "whiteout-of-dotdot": lambda t: add(t, ".wh..."),
+        "whiteout-of-dot": lambda t: add(t, "a/.wh.."),
+        "whiteout-of-a-symlink": lambda t: (add(t, "esc", sym, linkname=up), add(t, ".wh.esc")),
+        "opaque-at-root": lambda t: add(t, ".wh..wh..opq"),
+        "block-device-outside-dev": lambda t: add(t, "sda", tarfile.BLKTYPE, devmajor=8, devminor=0),
+        "char-whiteout-form": lambda t: add(t, "gone", tarfile.CHRTYPE, devmajor=0, devminor=0),
+        # Overlayfs control xattrs smuggled in through PAX.
+        "overlay-xattr": lambda t: add(t, "redir/", tarfile.DIRTYPE,
+                                       pax_headers={"SCHILY.xattr.trusted.overlay.redirect": "/etc",
+                                                    "SCHILY.xattr.user.ok": "1"}),
+    }
+    for name, build in escapes.items():
+        write("layer_tar", f"escape-{name}.tar", tar_bytes(build))
+    # A GNU long name (the ././@LongLink entry) rather than a PAX path.
+    write("layer_tar", "escape-gnu-longname-dotdot.tar",
+          tar_bytes(lambda t: add(t, "d" * 120 + f"/../{up}/gnu", data=b"x"), fmt=tarfile.GNU_FORMAT))
+    for name, build in hostile.items():
+        write("layer_tar", f"hostile-{name}.tar", tar_bytes(build))
 
 
 def spdy_dictionary():
@@ -128,8 +184,11 @@ def spdy_dictionary():
     return eval('b"' + literal + '"')  # a Rust byte string of plain escapes
 
 
-def spdy():
-    deflate = zlib.compressobj(zdict=spdy_dictionary())
+def spdy_session(level):
+    """A kubectl-exec-like session holding every frame type, its header blocks compressed
+    at zlib `level` (0: stored blocks, whose header bytes mutate directly; the SPDY zlib
+    stream is only ever sync-flushed, so no checksum guards them)."""
+    deflate = zlib.compressobj(level, zdict=spdy_dictionary())
 
     def headers(pairs):
         raw = struct.pack(">I", len(pairs))
@@ -145,14 +204,19 @@ def spdy():
 
     syn = control(1, 0, struct.pack(">IIH", 1, 0, 0) + headers([("streamtype", "error")]))
     syn3 = control(1, 1, struct.pack(">IIH", 3, 0, 0) + headers([("streamtype", "stdout"), ("port", "80")]))
-    session = (syn + syn3 + data(1, 0, b"hello") + data(3, 1, b"") + control(9, 0, struct.pack(">II", 1, 1024))
-               + control(6, 0, struct.pack(">I", 7)) + control(4, 0, struct.pack(">II", 1, 4) + struct.pack(">II", 7, 65536))
-               + control(8, 0, struct.pack(">I", 1) + headers([("x", "y")]))
-               + control(2, 0, struct.pack(">I", 1) + headers([]))
-               + control(3, 0, struct.pack(">II", 1, 5)) + control(7, 0, struct.pack(">II", 3, 0)))
+    return (syn + syn3 + data(1, 0, b"hello") + data(3, 1, b"") + control(9, 0, struct.pack(">II", 1, 1024))
+            + control(6, 0, struct.pack(">I", 7)) + control(4, 0, struct.pack(">II", 1, 4) + struct.pack(">II", 7, 65536))
+            + control(8, 0, struct.pack(">I", 1) + headers([("x", "y"), ("multi", "a\0b")]))
+            + control(2, 0, struct.pack(">I", 1) + headers([]))
+            + control(3, 0, struct.pack(">II", 1, 5)) + control(7, 0, struct.pack(">II", 3, 0)))
+
+
+def spdy():
+    session = spdy_session(zlib.Z_DEFAULT_COMPRESSION)
     write("spdy_frames", "session", session)
+    write("spdy_frames", "session-stored-headers", spdy_session(0))
     write("spdy_frames", "bad-version", struct.pack(">HHI", 0x8002, 1, 0))
-    write("spdy_frames", "data-stream-0", data(0, 0, b"x"))
+    write("spdy_frames", "data-stream-0", struct.pack(">II", 0, 1) + b"x")
     write("spdy_frames", "truncated", session[: len(session) // 2])
 
 

@@ -10,6 +10,7 @@
 //! `cargo test` (see the tests below), so the CI checks them on stable Rust without
 //! libFuzzer.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -69,29 +70,86 @@ pub fn image_reference(data: &[u8]) {
 }
 
 /// A layer blob (tar, gzip or zstd) unpacked into a scratch directory: whatever it holds,
-/// nothing may appear outside the layer directory. Tar entry paths also go through the
-/// path checker directly.
+/// nothing may be created, changed or linked outside the layer directory. Tar entry paths
+/// also go through the path checker directly.
+///
+/// The layer sits two levels down, `<scratch>/nest/layer/`, next to a sentinel file
+/// `<scratch>/outside/sentinel`, so the seeds' escapes (`../../outside/...`, symlinks and
+/// hard links to there) have a real target to hit. Absolute escapes aim at
+/// [`LAYER_CANARY`], which must never appear.
 pub fn layer_tar(data: &[u8]) {
     let _ = paths::split(data);
+    unpack_confined(data, |blob, layer| {
+        // The diff id is that of the raw bytes: right for an uncompressed tar, wrong for a
+        // compressed one, so both the success and the mismatch path run.
+        let digest = Digest::of(data);
+        let _ = unpack_layer(blob, layer, &digest, &digest);
+    });
+}
+
+/// Writes `data` as a blob into a fresh scratch dir, runs `unpack(blob, layer)` and panics
+/// if anything outside the layer directory was created, removed, written, hard-linked,
+/// chmod-ed or given an xattr, or if [`LAYER_CANARY`] appeared.
+fn unpack_confined(data: &[u8], unpack: impl FnOnce(&Path, &Path)) {
     let scratch = tempfile::Builder::new().prefix("corral-fuzz-layer-").tempdir().expect("scratch dir");
-    let (blob, layer, outside) =
-        (scratch.path().join("blob"), scratch.path().join("layer"), scratch.path().join("outside"));
-    for dir in [&layer, &outside] {
-        std::fs::create_dir(dir).expect("scratch subdir");
-    }
+    let scratch = scratch.path();
+    let (blob, layer, sentinel) = (scratch.join("blob"), scratch.join("nest/layer"), scratch.join("outside/sentinel"));
+    std::fs::create_dir_all(&layer).expect("creating the layer dir");
+    std::fs::create_dir(scratch.join("outside")).expect("creating the outside dir");
+    std::fs::write(&sentinel, SENTINEL).expect("writing the sentinel");
     std::fs::write(&blob, data).expect("writing the blob");
-    // The diff id is that of the raw bytes: right for an uncompressed tar, wrong for a
-    // compressed one, so both the success and the mismatch path run.
-    let digest = Digest::of(data);
-    let _ = unpack_layer(&blob, &layer, &digest, &digest);
-    let outside_entries = std::fs::read_dir(&outside).expect("listing outside").count();
-    assert_eq!(outside_entries, 0, "the layer wrote next to its directory");
-    let mut top: Vec<String> = std::fs::read_dir(scratch.path())
-        .expect("listing scratch")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    top.sort();
-    assert_eq!(top, ["blob", "layer", "outside"], "the layer wrote next to its directory");
+    let before = std::fs::symlink_metadata(&sentinel).expect("stat of the sentinel");
+    let dirs_outside = [scratch.to_path_buf(), scratch.join("nest"), scratch.join("outside")];
+    let xattrs_before: Vec<usize> = dirs_outside.iter().map(|d| xattr_count(d)).collect();
+
+    unpack(&blob, &layer);
+
+    assert_eq!(
+        entries_outside(scratch, &layer),
+        ["blob", "nest", "nest/layer", "outside", "outside/sentinel"],
+        "the layer created or removed something outside its directory"
+    );
+    let after = std::fs::symlink_metadata(&sentinel).expect("stat of the sentinel");
+    assert_eq!(std::fs::read(&sentinel).expect("reading the sentinel"), SENTINEL, "the layer wrote to a file outside");
+    assert_eq!(after.nlink(), 1, "the layer hard-linked a file outside");
+    assert_eq!(
+        (after.mode(), after.uid(), after.gid(), after.mtime()),
+        (before.mode(), before.uid(), before.gid(), before.mtime()),
+        "the layer changed a file outside"
+    );
+    let xattrs_after: Vec<usize> = dirs_outside.iter().map(|d| xattr_count(d)).collect();
+    assert_eq!(xattrs_after, xattrs_before, "the layer set an xattr on a directory outside");
+    assert!(std::fs::symlink_metadata(LAYER_CANARY).is_err(), "the layer wrote {LAYER_CANARY}");
+}
+
+/// Where the seeds' absolute-path and absolute-symlink escapes point. Only ever checked,
+/// never created: if it exists, a layer escaped to the host's `/`.
+pub const LAYER_CANARY: &str = "/tmp/corral-fuzz-canary";
+const SENTINEL: &[u8] = b"outside the layer";
+
+/// Every path under `scratch` (relative, sorted), not descending into `layer`.
+fn entries_outside(scratch: &Path, layer: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![scratch.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("listing scratch") {
+            let path = entry.expect("scratch entry").path();
+            found.push(path.strip_prefix(scratch).expect("below scratch").to_string_lossy().into_owned());
+            let is_dir = std::fs::symlink_metadata(&path).expect("stat in scratch").is_dir();
+            if is_dir && path != layer {
+                pending.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// How many xattrs `path` has (not following a symlink).
+fn xattr_count(path: &Path) -> usize {
+    let mut names = [0u8; 4096];
+    let len = rustix::fs::llistxattr(path, &mut names[..]).expect("listing xattrs");
+    names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()).count()
 }
 
 /// The SPDY/3.1 frames a `kubectl exec`/`port-forward` client sends. Reads of any size
@@ -278,6 +336,55 @@ mod tests {
                 let outcome = std::panic::catch_unwind(|| target(&seed));
                 assert!(outcome.is_ok(), "{name}: seed {path} fails");
             }
+        }
+    }
+
+    /// An unpacker that trusts the tar, as `open()` and friends would: paths are joined to
+    /// the layer directory and symlinks followed. It only skips absolute paths and link
+    /// targets, which would reach the host's `/`.
+    fn naive_unpack(blob: &Path, layer: &Path) -> std::io::Result<()> {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let mut archive = tar::Archive::new(std::fs::File::open(blob)?);
+        for entry in archive.entries()? {
+            let entry = entry?;
+            let raw = entry.path_bytes().into_owned();
+            let link = entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default();
+            if raw.starts_with(b"/") || link.starts_with(b"/") {
+                continue;
+            }
+            let path = layer.join(OsStr::from_bytes(&raw));
+            let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { continue };
+            std::fs::create_dir_all(parent)?;
+            if name.as_bytes() == b".wh..wh..opq" {
+                rustix::fs::setxattr(parent, "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty())?;
+            } else if let Some(hidden) = name.as_bytes().strip_prefix(b".wh.") {
+                std::fs::remove_file(parent.join(OsStr::from_bytes(hidden)))?;
+            } else {
+                match entry.header().entry_type() {
+                    tar::EntryType::Directory => std::fs::create_dir_all(&path)?,
+                    tar::EntryType::Symlink => std::os::unix::fs::symlink(OsStr::from_bytes(&link), &path)?,
+                    tar::EntryType::Link => std::fs::hard_link(layer.join(OsStr::from_bytes(&link)), &path)?,
+                    _ => std::fs::write(&path, b"naive")?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The confinement check has teeth: every `escape-*` seed, unpacked naively, trips it.
+    #[test]
+    fn confinement_check_catches_every_escape_seed_unpacked_naively() {
+        let escapes: Vec<_> = corpus("layer_tar").into_iter().filter(|(path, _)| path.contains("/escape-")).collect();
+        assert!(escapes.len() >= 10, "escape seeds missing");
+        for (path, seed) in escapes {
+            let outcome = std::panic::catch_unwind(|| {
+                unpack_confined(&seed, |blob, layer| {
+                    // An error only stops the naive unpack early; only the check may panic.
+                    let _ = naive_unpack(blob, layer);
+                })
+            });
+            assert!(outcome.is_err(), "{path}: a naive unpack of it escapes, yet the check did not notice");
         }
     }
 
