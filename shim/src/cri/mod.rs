@@ -164,6 +164,15 @@ impl Drop for TestDaemon {
         let _ = std::process::Command::new("ip").args(["link", "del", bridge]).output();
         let table = format!("corral_{bridge}");
         let _ = std::process::Command::new("nft").args(["delete", "table", "ip", &table]).output();
+        // Pod cgroups a failed test did not get to remove (empty ones only: rmdir refuses others).
+        let root = self.0.config.cgroup_root.trim_start_matches('/');
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let dir = hierarchy.path().join(root);
+            for pod in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let _ = std::fs::remove_dir(pod.path());
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
     }
 }
 
