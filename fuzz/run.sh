@@ -72,8 +72,10 @@ for t in "${targets[@]}"; do
   else
     echo "fuzz: $t: FAILED; the input is in fuzz/artifacts/$t/:" >&2
     ls -t "artifacts/$t" 2>/dev/null | head -3 | sed "s|^|  fuzz/artifacts/$t/|" >&2
-    echo "--- last lines of the libFuzzer log:" >&2
-    tail -40 "$log" >&2
+    echo "--- what failed:" >&2
+    grep -m1 -A6 -E 'panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer|error(\[E[0-9]+\])?:' "$log" >&2 ||
+      tail -40 "$log" >&2
+    echo "--- reproduce: cd fuzz && cargo +nightly fuzz run ${build_flags[*]} $t artifacts/$t/<file>" >&2
     failed+=("$t")
   fi
 done
