@@ -6,7 +6,7 @@
 #
 # The targets are built without a sanitizer by default: the code under test is safe Rust
 # (a memory error would need unsafe code), and with AddressSanitizer the build took twice
-# as long here and ran 2-3x fewer inputs per second. --asan builds with it, for long runs
+# as long here and ran 3-14x fewer inputs per second. --asan builds with it, for long runs
 # after touching unsafe code.
 #
 # Needs a nightly toolchain (rustup toolchain install nightly) and cargo-fuzz (installed
