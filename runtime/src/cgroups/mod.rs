@@ -161,11 +161,11 @@ impl Cgroup {
     /// (`memory.oom_control` in v1, `memory.events` in v2).
     pub fn oom_kill_count(&self) -> u64 {
         let Some(mem) = self.inner.controller_of::<MemController>() else { return 0 };
-        if self.inner.v2() {
-            let events = std::fs::read_to_string(mem.path().join("memory.events")).unwrap_or_default();
-            return stats::field(&events, "oom_kill").unwrap_or(0);
-        }
-        mem.memory_stat().oom_control.oom_kill
+        // One small file, read at every start and exit: not cgroups-rs's `memory_stat()`,
+        // which reads and parses ten files of the memory controller to return this number.
+        let file = if self.inner.v2() { "memory.events" } else { "memory.oom_control" };
+        let text = std::fs::read_to_string(mem.path().join(file)).unwrap_or_default();
+        stats::field(&text, "oom_kill").unwrap_or(0)
     }
 
     /// Usage statistics.
