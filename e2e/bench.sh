@@ -168,8 +168,7 @@ stop_corral() {
 			kill -KILL "$pid" 2>/dev/null || true
 		done
 	done
-	awk -v prefix="$dir/" 'index($5, prefix) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-		while read -r mnt; do umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true; done
+	unmount_under bench "$dir"
 	if ip link show "$BRIDGE" >/dev/null 2>&1; then
 		local veth
 		for veth in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{ print $2 }' | cut -d@ -f1); do

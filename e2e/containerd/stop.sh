@@ -83,15 +83,6 @@ stop_shims() {
 	done
 }
 
-# unmount_under DIR : every mount point below DIR (pod netns, shm, rootfs),
-# deepest first.
-unmount_under() {
-	local dir=$1 mnt
-	awk -v prefix="$dir/" 'index($5, prefix) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r mnt; do
-		mnt=$(printf '%b' "${mnt//\\/\\0}") # mountinfo escapes spaces as \040
-		umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || log containerd "warning: cannot unmount $mnt"
-	done
-}
 
 # remove_bridge DIR : the CNI bridge plugin created cni-ctd0 for our pods.
 remove_bridge() {
@@ -175,7 +166,7 @@ main() {
 	rm -f "$dir/containerd.pid"
 	remove_runc_leftovers "$dir"
 	stop_shims "$dir"
-	unmount_under "$dir"
+	unmount_under containerd "$dir"
 	remove_cgroups "$dir" "${ids[@]}"
 	remove_bridge "$dir"
 	remove_nat_rules "$dir"

@@ -22,14 +22,6 @@ KUBE_CGROUP_HIERARCHIES=(/sys/fs/cgroup/*/)
 
 # --- host helpers -----------------------------------------------------------
 
-# unmount_under DIR : every mount point below DIR, deepest first.
-unmount_under() {
-	local dir=$1 mnt
-	awk -v prefix="$dir/" 'index($5, prefix) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r mnt; do
-		mnt=$(printf '%b' "${mnt//\\/\\0}") # mountinfo escapes spaces as \040
-		umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || log kubelet "warning: cannot unmount $mnt"
-	done
-}
 
 # remove_cgroup_tree PATH : rmdir PATH and everything below it in every
 # hierarchy, deepest first. rmdir refuses a cgroup that still has tasks: such a
@@ -134,7 +126,7 @@ node_stop() {
 
 # node_cleanup_host : after kubelet and every pod are gone, undo the rest.
 node_cleanup_host() {
-	unmount_under "$KUBE_DIR"
+	unmount_under kubelet "$KUBE_DIR"
 	remove_cgroup_tree /kubepods
 	# Symlinks kubelet made to our pod logs (and the directory if it made it).
 	local link

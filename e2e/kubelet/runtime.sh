@@ -110,7 +110,7 @@ runtime_corral_stop() {
 		# shellcheck disable=SC2086
 		kill -KILL $monitors 2>/dev/null || true
 	fi
-	unmount_under "$dir"
+	unmount_under kubelet "$dir"
 	if ip link show "$KUBE_CORRAL_BRIDGE" >/dev/null 2>&1; then
 		ip link delete "$KUBE_CORRAL_BRIDGE"
 	fi

@@ -65,3 +65,13 @@ stop_pid() {
 corral_tools_dir() {
 	printf '%s\n' "${CORRAL_TOOLS:-/var/cache/corral-tools}"
 }
+
+# unmount_under TAG DIR : unmounts every mount point below DIR, deepest first (pod netns,
+# shm, rootfs mounts a crashed runtime left), lazily when busy; TAG prefixes warnings.
+unmount_under() {
+	local tag=$1 dir=$2 mnt
+	awk -v prefix="$dir/" 'index($5, prefix) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r mnt; do
+		mnt=$(printf '%b' "${mnt//\\/\\0}") # mountinfo escapes spaces as \040
+		umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || log "$tag" "warning: cannot unmount $mnt"
+	done
+}
