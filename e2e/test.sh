@@ -13,7 +13,9 @@ export CARGO_INCREMENTAL=0
 
 # Each section says how much disk is left: a full disk kills a linker with SIGBUS, which
 # says nothing about disk in its message.
-section() { printf '\n##### %s (disk: %s free)\n' "$*" "$(df -h --output=avail . | tail -1 | tr -d ' ')"; }
+section() {
+  printf '\n##### %s (at %d s, disk: %s free)\n' "$*" "$SECONDS" "$(df -h --output=avail . | tail -1 | tr -d ' ')"
+}
 
 section "setup"
 e2e/setup.sh
