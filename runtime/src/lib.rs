@@ -39,7 +39,7 @@ pub mod spec;
 mod state;
 mod types;
 
-pub use cgroups::Stats;
+pub use cgroups::{Stats, Usage};
 pub use error::{Error, Result};
 pub use helper::run_helper_mode;
 pub use nix::sys::signal::Signal;

@@ -10,7 +10,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxResources, Spec};
 
-use crate::cgroups::{self, Cgroup, Stats};
+use crate::cgroups::{self, Cgroup, Stats, Usage};
 use crate::error::{Context, Error, Result};
 use crate::init::NamespacePlan;
 use crate::monitor::Report;
@@ -277,6 +277,12 @@ impl Runtime {
     pub fn stats(&self, id: &str) -> Result<Stats> {
         let record = self.existing(id)?.start_record()?;
         Cgroup::open(&record.cgroup_path)?.stats()
+    }
+
+    /// Everything cAdvisor reports about the container's cgroup and processes (metrics RPCs).
+    pub fn usage(&self, id: &str) -> Result<Usage> {
+        let record = self.existing(id)?.start_record()?;
+        Cgroup::open(&record.cgroup_path)?.usage()
     }
 
     /// Applies new limits to the running container and stores them in its spec.

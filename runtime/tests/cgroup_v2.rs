@@ -123,6 +123,52 @@ fn v2_create_apply_stats_kill_write_the_v2_files() {
 }
 
 #[test]
+fn v2_usage_reads_the_v2_files() {
+    let root = fake_root();
+    let cg = Cgroup::open_v2_at(root.path(), "/corral/pod3/ctr3").unwrap();
+    cg.create().unwrap();
+    let dir = root.path().join("corral/pod3/ctr3");
+    seed_kernel_files(&dir);
+    let kernel_files = [
+        ("cpu.max", "20000 100000\n"),
+        ("cpu.weight", "39\n"),
+        (
+            "cpu.stat",
+            "usage_usec 3000\nuser_usec 2000\nsystem_usec 1000\nnr_periods 7\nnr_throttled 2\nthrottled_usec 150\n",
+        ),
+        ("memory.peak", "2000000\n"),
+        (
+            "memory.stat",
+            "anon 300000\nfile 700000\nkernel 50000\nfile_mapped 4096\ninactive_file 200000\npgfault 11\npgmajfault 1\n",
+        ),
+        ("memory.swap.current", "8192\n"),
+        ("memory.max", "67108864\n"),
+        ("memory.low", "33554432\n"),
+        ("pids.max", "50\n"),
+        ("io.stat", "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n"),
+    ];
+    for (name, content) in kernel_files {
+        fs::write(dir.join(name), content).unwrap();
+    }
+    let u = cg.usage().unwrap();
+    assert_eq!(u.cgroup, "/corral/pod3/ctr3");
+    assert_eq!((u.cpu_total_ns, u.cpu_user_ns, u.cpu_system_ns), (3_000_000, 2_000_000, 1_000_000));
+    assert_eq!((u.cfs_periods, u.cfs_throttled_periods, u.cfs_throttled_ns), (7, 2, 150_000));
+    assert_eq!((u.cpu_quota_us, u.cpu_period_us), (Some(20_000), 100_000));
+    assert_eq!(u.cpu_shares, corral_runtime::cgroups::weight_to_shares(39));
+    assert_eq!((u.memory_usage, u.memory_max_usage, u.memory_working_set), (1_000_000, 2_000_000, 800_000));
+    assert_eq!((u.memory_rss, u.memory_cache, u.memory_mapped_file), (300_000, 700_000, 4096));
+    assert_eq!((u.memory_kernel, u.memory_swap), (50_000, 8192));
+    assert_eq!((u.memory_failcnt, u.oom_kills), (4, 2));
+    assert_eq!((u.pgfault, u.pgmajfault, u.pgfault_hierarchy), (11, 1, 11));
+    assert_eq!((u.memory_limit, u.memory_swap_limit, u.memory_reservation), (Some(64 << 20), None, Some(32 << 20)));
+    assert_eq!((u.tasks, u.tasks_max), (3, Some(50)));
+    assert_eq!(u.io.len(), 1);
+    assert_eq!((u.io[0].read_bytes, u.io[0].write_bytes, u.io[0].reads, u.io[0].writes), (4096, 8192, 1, 2));
+    assert_eq!(u.processes.processes, 0, "no process in a fake cgroup");
+}
+
+#[test]
 fn v2_unified_keys_are_written_and_checked() {
     let root = fake_root();
     let cg = Cgroup::open_v2_at(root.path(), "/corral/ctr2").unwrap();

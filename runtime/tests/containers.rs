@@ -8,7 +8,7 @@ use common::{Fixture, cgroup_dirs};
 use corral_runtime::spec::capabilities;
 use corral_runtime::{ContainerState, ExecOptions, Rootfs, Signal};
 use oci_spec::runtime::{
-    LinuxIdMappingBuilder, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources,
+    LinuxCpu, LinuxIdMappingBuilder, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources,
 };
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -318,6 +318,54 @@ fn stats_and_update_resources() {
     let limit =
         std::fs::read_to_string(format!("/sys/fs/cgroup/memory{}/st/memory.limit_in_bytes", f.cgroup_parent)).unwrap();
     assert_eq!(limit.trim(), (64u64 << 20).to_string());
+}
+
+#[test]
+fn usage_reads_the_cgroup_and_the_processes() {
+    let f = Fixture::new("usage");
+    // Burns some CPU under a 50% quota, then sleeps with its stdout (the log pipe) open.
+    let mut spec = f.spec("us", &["sh", "-c", "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; exec sleep 60"]);
+    let mut cpu = LinuxCpu::default();
+    cpu.set_quota(Some(50_000));
+    cpu.set_period(Some(100_000));
+    cpu.set_shares(Some(512));
+    let mut mem = LinuxMemory::default();
+    mem.set_limit(Some(64 << 20));
+    mem.set_reservation(Some(32 << 20));
+    let mut pids = LinuxPids::default();
+    pids.set_limit(50);
+    let mut res = LinuxResources::default();
+    res.set_cpu(Some(cpu));
+    res.set_memory(Some(mem));
+    res.set_pids(Some(pids));
+    spec.linux_mut().as_mut().unwrap().set_resources(Some(res));
+    f.runtime.start("us", &spec, &f.options("us")).unwrap();
+    let mut usage = f.runtime.usage("us").unwrap();
+    assert!(
+        f.eventually(Duration::from_secs(10), || {
+            usage = f.runtime.usage("us").unwrap();
+            usage.cfs_periods > 0 && usage.memory_max_usage > 0
+        }),
+        "{usage:?}"
+    );
+    assert_eq!(usage.cgroup, format!("{}/us", f.cgroup_parent));
+    assert!(usage.cpu_total_ns > 0 && usage.cpu_user_ns + usage.cpu_system_ns > 0, "{usage:?}");
+    assert!(usage.cfs_throttled_periods <= usage.cfs_periods);
+    assert!(usage.memory_usage > 0 && usage.memory_working_set <= usage.memory_usage, "{usage:?}");
+    assert!(usage.pgfault_hierarchy > 0, "{usage:?}");
+    assert_eq!((usage.cpu_period_us, usage.cpu_quota_us, usage.cpu_shares), (100_000, Some(50_000), 512));
+    assert_eq!(usage.memory_limit, Some(64 << 20));
+    assert_eq!(usage.memory_reservation, Some(32 << 20));
+    assert_eq!(usage.tasks_max, Some(50));
+    assert_eq!(usage.tasks, 1);
+    assert_eq!(usage.oom_kills, 0);
+    let p = &usage.processes;
+    assert_eq!((p.processes, p.threads), (1, 1), "{p:?}");
+    assert!(p.file_descriptors >= 3 && p.max_open_files.is_some(), "{p:?}");
+    f.runtime.signal("us", Signal::SIGKILL).unwrap();
+    f.wait_exit("us", EXIT_TIMEOUT);
+    f.runtime.delete("us").unwrap();
+    assert!(f.runtime.usage("us").is_err(), "no usage of a removed container");
 }
 
 #[test]

@@ -8,6 +8,7 @@
 mod hierarchy;
 mod resources;
 mod stats;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use oci_spec::runtime::LinuxResources;
 pub use hierarchy::V2At;
 pub use resources::shares_to_weight;
 pub use stats::Stats;
+pub use usage::{DeviceIo, ProcessCounts, Usage, block_device_name, process_counts, weight_to_shares};
 
 use crate::error::{Context, Error, Result};
 
@@ -174,6 +176,14 @@ impl Cgroup {
             return Err(Error::NotFound(format!("cgroup {}", self.path())));
         }
         Ok(stats::read(&self.inner))
+    }
+
+    /// Every counter and limit cAdvisor reports (see [`Usage`]): read when metrics are scraped.
+    pub fn usage(&self) -> Result<Usage> {
+        if !self.exists() {
+            return Err(Error::NotFound(format!("cgroup {}", self.path())));
+        }
+        Ok(usage::read(self))
     }
 
     /// Kills what is left and removes the cgroup from every hierarchy. Idempotent; parents
