@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::stats::field;
 use super::Cgroup;
+use super::stats::field;
 
 /// One cgroup's usage counters and configured limits. Counters the kernel does not keep on
 /// this host (swap without swap accounting, `memory.peak` before 5.19, ...) read as 0.
@@ -114,7 +114,11 @@ impl Files {
 pub(crate) fn read(cg: &Cgroup) -> Usage {
     let files = Files { v2: cg.is_v2(), dirs: cg.dirs() };
     let mut usage = Usage { cgroup: cg.path(), ..Usage::default() };
-    if files.v2 { read_v2(&files, &mut usage) } else { read_v1(&files, &mut usage) }
+    if files.v2 {
+        read_v2(&files, &mut usage)
+    } else {
+        read_v1(&files, &mut usage)
+    }
     usage.processes = process_counts(&cg.pids());
     usage
 }
@@ -140,8 +144,10 @@ fn read_v1(f: &Files, u: &mut Usage) {
     u.memory_rss = stat("total_rss");
     u.memory_mapped_file = stat("total_mapped_file");
     // memory+swap minus memory, as cAdvisor: present only with swap accounting.
-    u.memory_swap =
-        f.number("memory", "memory.memsw.usage_in_bytes").map(|memsw| memsw.saturating_sub(u.memory_usage)).unwrap_or(0);
+    u.memory_swap = f
+        .number("memory", "memory.memsw.usage_in_bytes")
+        .map(|memsw| memsw.saturating_sub(u.memory_usage))
+        .unwrap_or(0);
     u.memory_kernel = f.number("memory", "memory.kmem.usage_in_bytes").unwrap_or(0);
     u.memory_failcnt = f.number("memory", "memory.failcnt").unwrap_or(0);
     u.pgfault = stat("pgfault");

@@ -10,6 +10,7 @@ mod exec;
 mod filters;
 mod image;
 mod image_service;
+mod metrics;
 mod recovery;
 mod runtime_info;
 mod runtime_service;

@@ -260,14 +260,14 @@ impl RuntimeService for RuntimeServer {
         &self,
         _req: Request<v1::ListMetricDescriptorsRequest>,
     ) -> Result<Response<v1::ListMetricDescriptorsResponse>, Status> {
-        reply(Err(CriError::Unimplemented("ListMetricDescriptors")))
+        reply(Ok(super::metrics::list_metric_descriptors()))
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _req: Request<v1::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
-        reply(Err(CriError::Unimplemented("ListPodSandboxMetrics")))
+        reply(Ok(self.daemon.list_pod_sandbox_metrics()))
     }
 
     type StreamPodSandboxMetricsStream = BoxStream<v1::StreamPodSandboxMetricsResponse>;
@@ -276,7 +276,10 @@ impl RuntimeService for RuntimeServer {
         &self,
         _req: Request<v1::StreamPodSandboxMetricsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
-        reply(Err(CriError::Unimplemented("StreamPodSandboxMetrics")))
+        let list = self.daemon.list_pod_sandbox_metrics();
+        reply(Ok(in_pages(list.pod_metrics, |pod_sandbox_metrics| v1::StreamPodSandboxMetricsResponse {
+            pod_sandbox_metrics,
+        })))
     }
 
     async fn runtime_config(

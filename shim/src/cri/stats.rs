@@ -152,8 +152,13 @@ impl Daemon {
         }
     }
 
+    /// The container's writable layer (the overlay's upper dir).
+    pub(super) fn upper_dir(&self, c: &ContainerRecord) -> std::path::PathBuf {
+        self.config.root.join("containers-rw").join(&c.id).join("upper")
+    }
+
     fn writable_layer(&self, c: &ContainerRecord, timestamp: i64) -> v1::FilesystemUsage {
-        let upper = self.config.root.join("containers-rw").join(&c.id).join("upper");
+        let upper = self.upper_dir(c);
         let usage = fs_usage::measure(&upper).unwrap_or_default();
         v1::FilesystemUsage {
             timestamp,
@@ -169,8 +174,18 @@ impl Daemon {
     fn network_usage(&self, s: &SandboxRecord, timestamp: i64) -> Option<v1::NetworkUsage> {
         let text =
             read_net_dev_in(s.netns.as_ref()?).map_err(|e| tracing::debug!(pod = %s.id, "network stats: {e}")).ok()?;
-        let mut interfaces: Vec<v1::NetworkInterfaceUsage> =
-            text.lines().skip(2).filter_map(parse_net_dev_line).filter(|i| i.name != "lo").collect();
+        let value = |v: u64| Some(v1::UInt64Value { value: v });
+        let mut interfaces: Vec<v1::NetworkInterfaceUsage> = parse_net_dev(&text)
+            .into_iter()
+            .filter(|i| i.name != "lo")
+            .map(|i| v1::NetworkInterfaceUsage {
+                name: i.name,
+                rx_bytes: value(i.rx_bytes),
+                rx_errors: value(i.rx_errors),
+                tx_bytes: value(i.tx_bytes),
+                tx_errors: value(i.tx_errors),
+            })
+            .collect();
         let default_at = interfaces.iter().position(|i| i.name == "eth0")?;
         let default_interface = interfaces.remove(default_at);
         Some(v1::NetworkUsage { timestamp, default_interface: Some(default_interface), interfaces })
@@ -179,7 +194,7 @@ impl Daemon {
 
 /// `/proc/net/dev` of a network namespace: read on a throw-away thread that joins it
 /// (`/proc/thread-self/net` follows the thread's namespace), so no daemon thread moves.
-fn read_net_dev_in(netns: &std::path::Path) -> std::io::Result<String> {
+pub(super) fn read_net_dev_in(netns: &std::path::Path) -> std::io::Result<String> {
     let netns = netns.to_path_buf();
     std::thread::Builder::new()
         .name("corral-netstats".into())
@@ -209,20 +224,42 @@ fn memory_usage(timestamp: i64, s: &corral_runtime::Stats) -> v1::MemoryUsage {
     }
 }
 
-/// One line of /proc/net/dev: `eth0: rx_bytes rx_packets rx_errs ... tx_bytes tx_packets tx_errs ...`.
-fn parse_net_dev_line(line: &str) -> Option<v1::NetworkInterfaceUsage> {
+/// One interface's counters in `/proc/net/dev`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct NetDevCounters {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
+/// `/proc/net/dev`: two header lines, then `name: rx bytes packets errs drop fifo frame
+/// compressed multicast tx bytes packets errs drop ...` per interface.
+pub(super) fn parse_net_dev(text: &str) -> Vec<NetDevCounters> {
+    text.lines().skip(2).filter_map(parse_net_dev_line).collect()
+}
+
+fn parse_net_dev_line(line: &str) -> Option<NetDevCounters> {
     let (name, counters) = line.split_once(':')?;
     let n: Vec<u64> = counters.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-    if n.len() < 11 {
+    if n.len() < 12 {
         return None;
     }
-    let value = |v: u64| Some(v1::UInt64Value { value: v });
-    Some(v1::NetworkInterfaceUsage {
+    Some(NetDevCounters {
         name: name.trim().to_string(),
-        rx_bytes: value(n[0]),
-        rx_errors: value(n[2]),
-        tx_bytes: value(n[8]),
-        tx_errors: value(n[10]),
+        rx_bytes: n[0],
+        rx_packets: n[1],
+        rx_errors: n[2],
+        rx_dropped: n[3],
+        tx_bytes: n[8],
+        tx_packets: n[9],
+        tx_errors: n[10],
+        tx_dropped: n[11],
     })
 }
 
@@ -258,11 +295,17 @@ mod tests {
     fn net_dev_lines() {
         let line = "  eth0:    1234      10    1    0    0     0          0         0     5678      20    2    0    0     0       0          0";
         let usage = parse_net_dev_line(line).unwrap();
-        assert_eq!(usage.name, "eth0");
-        assert_eq!(usage.rx_bytes.unwrap().value, 1234);
-        assert_eq!(usage.rx_errors.unwrap().value, 1);
-        assert_eq!(usage.tx_bytes.unwrap().value, 5678);
-        assert_eq!(usage.tx_errors.unwrap().value, 2);
+        let want = NetDevCounters {
+            name: "eth0".into(),
+            rx_bytes: 1234,
+            rx_packets: 10,
+            rx_errors: 1,
+            tx_bytes: 5678,
+            tx_packets: 20,
+            tx_errors: 2,
+            ..Default::default()
+        };
+        assert_eq!(usage, want);
         assert!(parse_net_dev_line("Inter-|   Receive").is_none());
     }
 }
