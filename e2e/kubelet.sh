@@ -7,7 +7,8 @@
 #
 # --cri-stats turns on kubelet's PodAndContainerStatsFromCRI feature gate: pod
 # CPU, memory and network in /stats/summary then come from the runtime's
-# ListPodSandboxStats instead of kubelet's cAdvisor, and are checked too.
+# ListPodSandboxStats instead of kubelet's cAdvisor, and /metrics/cadvisor from
+# its ListPodSandboxMetrics; both are checked too.
 #
 # Builds kubelet once from the Go module proxy (e2e/kubelet/build.sh; cached in
 # ${CORRAL_TOOLS:-/var/cache/corral-tools}), starts the runtime (corral: bridge
@@ -193,6 +194,10 @@ main() {
 	check "crash: restarts counted, attempts kept" check_crash
 	check "logs: CRI files under podLogsDir, crictl logs" check_logs
 	check "stats: /stats/summary has the runtime's numbers" check_stats
+	# containerd 1.6 has no metrics RPCs: its kubelet serves an empty /metrics/cadvisor.
+	if ((KUBE_CRI_STATS)) && [[ $RUNTIME == corral ]]; then
+		check "metrics: /metrics/cadvisor from the runtime's ListPodSandboxMetrics" check_metrics
+	fi
 	snapshot running
 	check "removal: manifest gone -> nothing left" check_removal
 	check "kubelet log: no repeated errors" check_log_errors "$E2E_DIR/kubelet/known-log-errors.txt" "$RUNTIME"

@@ -48,4 +48,7 @@ e2e/run.sh
 section "a real kubelet (standalone, static pods) on corral"
 e2e/kubelet.sh
 
+section "the same, with pod stats and /metrics/cadvisor taken from corral (PodAndContainerStatsFromCRI)"
+e2e/kubelet.sh --cri-stats
+
 section "all tests passed"

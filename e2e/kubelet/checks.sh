@@ -240,6 +240,27 @@ check_stats() {
 	}
 }
 
+# web_metrics_ok : /metrics/cadvisor (made by kubelet from the runtime's
+# ListMetricDescriptors + ListPodSandboxMetrics under --cri-stats) has web's
+# server container's working set and the pod's eth0 traffic, with cAdvisor's labels.
+web_metrics_ok() {
+	local metrics pod
+	pod=$(pod_jq web .metadata.name)
+	metrics=$(curl -fsS --max-time 10 "http://127.0.0.1:$KUBE_READONLY_PORT/metrics/cadvisor") || return 1
+	awk -v pod="pod=\"$pod\"" '
+		/^container_memory_working_set_bytes\{/ && /container="server"/ && index($0, pod) && $NF > 0 { mem = 1 }
+		/^container_network_receive_bytes_total\{/ && /interface="eth0"/ && index($0, pod) && $NF > 0 { net = 1 }
+		END { exit !(mem && net) }' <<<"$metrics"
+}
+
+# metrics: kubelet serves the runtime's metrics as /metrics/cadvisor.
+check_metrics() {
+	wait_until 60 web_metrics_ok || {
+		why "/metrics/cadvisor lacks web's numbers: $(curl -fsS --max-time 10 "http://127.0.0.1:$KUBE_READONLY_PORT/metrics/cadvisor" | grep -E '^container_(memory_working_set_bytes|network_receive_bytes_total)' | head -c 2000)"
+		return 1
+	}
+}
+
 # removal: deleting web's manifest makes kubelet stop the pod and (its
 # container GC runs every minute) remove it from the runtime; afterwards no
 # container, sandbox, veth, IPAM record, mount, cgroup or log dir of it remains.
