@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{BoxStream, Daemon, in_pages, reply};
-use crate::error::CriError;
+use crate::error::{CriError, CriResult};
 
 /// Serves `runtime.v1.RuntimeService` from the shared [`Daemon`].
 pub struct RuntimeServer {
@@ -20,6 +20,14 @@ impl RuntimeServer {
     /// The service over `daemon`.
     pub fn new(daemon: Arc<Daemon>) -> Self {
         RuntimeServer { daemon }
+    }
+
+    /// Metrics walk /proc and every writable layer: off the async workers.
+    async fn pod_sandbox_metrics(&self) -> CriResult<v1::ListPodSandboxMetricsResponse> {
+        let daemon = self.daemon.clone();
+        tokio::task::spawn_blocking(move || daemon.list_pod_sandbox_metrics())
+            .await
+            .map_err(|e| CriError::Internal(format!("reading pod metrics: {e}")))
     }
 }
 
@@ -267,7 +275,7 @@ impl RuntimeService for RuntimeServer {
         &self,
         _req: Request<v1::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
-        reply(Ok(self.daemon.list_pod_sandbox_metrics()))
+        reply(self.pod_sandbox_metrics().await)
     }
 
     type StreamPodSandboxMetricsStream = BoxStream<v1::StreamPodSandboxMetricsResponse>;
