@@ -82,14 +82,19 @@ fn memory_limit_oom_kills_with_137() {
 #[test]
 fn fork_bomb_stops_at_the_pids_limit() {
     let f = Fixture::new("forkbomb");
-    let mut spec = f.spec("bomb", &["sh", "-c", "b() { b | b & }; b; sleep 60"]);
+    // PID 1 execs (no fork) so it outlives the bomb, which may die out once forks fail.
+    let mut spec = f.spec("bomb", &["sh", "-c", "b() { b | b & }; b; exec sleep 60"]);
     let mut res = LinuxResources::default();
     let mut pids = LinuxPids::default();
     pids.set_limit(32);
     res.set_pids(Some(pids));
     spec.linux_mut().as_mut().unwrap().set_resources(Some(res));
     f.runtime.start("bomb", &spec, &f.options("bomb")).unwrap();
-    assert!(f.eventually(Duration::from_secs(10), || f.runtime.stats("bomb").map(|s| s.pids >= 30).unwrap_or(false)));
+    // The kernel counts the forks it refused because of the limit in pids.events.
+    let events = format!("/sys/fs/cgroup/pids{}/bomb/pids.events", f.cgroup_parent);
+    let refused =
+        || std::fs::read_to_string(&events).ok().and_then(|e| e.strip_prefix("max ")?.trim().parse::<u64>().ok());
+    assert!(f.eventually(Duration::from_secs(10), || refused().is_some_and(|n| n > 0)), "{:?}", refused());
     std::thread::sleep(Duration::from_millis(500));
     let stats = f.runtime.stats("bomb").unwrap();
     assert!(stats.pids <= 32, "{stats:?}");
