@@ -175,7 +175,7 @@ impl Cgroup {
         if !self.exists() {
             return Err(Error::NotFound(format!("cgroup {}", self.path())));
         }
-        Ok(stats::read(&self.inner))
+        Ok(stats::read(self))
     }
 
     /// Every counter and limit cAdvisor reports (see [`Usage`]): read when metrics are scraped.

@@ -2,11 +2,6 @@
 
 use std::time::SystemTime;
 
-use cgroups_rs::fs::cgroup::Cgroup;
-use cgroups_rs::fs::cpu::CpuController;
-use cgroups_rs::fs::cpuacct::CpuAcctController;
-use cgroups_rs::fs::memory::MemController;
-use cgroups_rs::fs::pid::PidController;
 use serde::{Deserialize, Serialize};
 
 /// A snapshot of a cgroup's usage.
@@ -32,48 +27,24 @@ pub struct Stats {
     pub pids: u64,
 }
 
-/// Limits at or above this are "unlimited" (v1 reports PAGE_COUNTER_MAX pages, v2 "max").
-const UNLIMITED: u64 = 1 << 62;
-
 /// `key value` lines (cpu.stat, memory.stat, memory.events): the value of `key`.
 pub(crate) fn field(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-pub(crate) fn read(cg: &Cgroup) -> Stats {
-    let v2 = cg.v2();
-    let cpu_usage_ns = if v2 {
-        cg.controller_of::<CpuController>().and_then(|c| field(&c.cpu().stat, "usage_usec")).unwrap_or(0) * 1000
-    } else {
-        cg.controller_of::<CpuAcctController>().map(|c| c.cpuacct().usage).unwrap_or(0)
-    };
-    let mut limit = None;
-    let (usage, inactive_file, rss, faults, major_faults) = match cg.controller_of::<MemController>() {
-        Some(mem) => {
-            let m = mem.memory_stat();
-            limit = u64::try_from(m.limit_in_bytes).ok().filter(|l| *l < UNLIMITED);
-            if v2 {
-                // cgroups-rs parses v2 memory.stat into the same struct; `anon` has no field.
-                let anon = m.stat.raw.get("anon").copied().unwrap_or(0);
-                (m.usage_in_bytes, m.stat.inactive_file, anon, m.stat.pgfault, m.stat.pgmajfault)
-            } else {
-                let s = &m.stat;
-                (m.usage_in_bytes, s.total_inactive_file, s.total_rss, s.total_pgfault, s.total_pgmajfault)
-            }
-        }
-        None => (0, 0, 0, 0, 0),
-    };
-    let pids = cg.controller_of::<PidController>().and_then(|p| p.get_pid_current().ok()).unwrap_or(0);
+/// The subset of the cgroup's counters that the stats RPCs report (no `/proc` walk).
+pub(crate) fn read(cg: &super::Cgroup) -> Stats {
+    let u = super::usage::read_counters(cg);
     Stats {
         timestamp: SystemTime::now(),
-        cpu_usage_ns,
-        memory_usage_bytes: usage,
-        memory_working_set_bytes: usage.saturating_sub(inactive_file),
-        memory_rss_bytes: rss,
-        memory_limit_bytes: limit,
-        page_faults: faults,
-        major_page_faults: major_faults,
-        pids,
+        cpu_usage_ns: u.cpu_total_ns,
+        memory_usage_bytes: u.memory_usage,
+        memory_working_set_bytes: u.memory_working_set,
+        memory_rss_bytes: u.memory_rss,
+        memory_limit_bytes: u.memory_limit,
+        page_faults: u.pgfault_hierarchy,
+        major_page_faults: u.pgmajfault_hierarchy,
+        pids: u.tasks,
     }
 }
 

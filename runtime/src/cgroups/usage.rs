@@ -2,8 +2,8 @@
 //! and v2) and from `/proc` of its processes, for the CRI metrics RPCs: with the
 //! `PodAndContainerStatsFromCRI` gate, kubelet serves `/metrics/cadvisor` from these numbers.
 //!
-//! [`Stats`](super::Stats) is the small, hot subset (kubelet's summary API and eviction);
-//! this is the long tail, read only when metrics are scraped.
+//! [`Stats`](super::Stats), what the stats RPCs report (kubelet's summary API and
+//! eviction), is a subset of these counters, read by the same code without the `/proc` walk.
 
 use std::path::{Path, PathBuf};
 
@@ -112,6 +112,13 @@ impl Files {
 }
 
 pub(crate) fn read(cg: &Cgroup) -> Usage {
+    let mut usage = read_counters(cg);
+    usage.processes = process_counts(&cg.pids());
+    usage
+}
+
+/// Everything but [`Usage::processes`]: only the cgroup's own files.
+pub(crate) fn read_counters(cg: &Cgroup) -> Usage {
     let files = Files { v2: cg.is_v2(), dirs: cg.dirs() };
     let mut usage = Usage { cgroup: cg.path(), ..Usage::default() };
     if files.v2 {
@@ -119,7 +126,6 @@ pub(crate) fn read(cg: &Cgroup) -> Usage {
     } else {
         read_v1(&files, &mut usage)
     }
-    usage.processes = process_counts(&cg.pids());
     usage
 }
 
