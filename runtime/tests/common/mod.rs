@@ -1,5 +1,5 @@
 //! Shared fixture of the real-kernel tests: a busybox rootfs, a runtime with its state in a
-//! tempdir, and a private cgroup subtree under `/corral-rt-test`, all removed on drop.
+//! tempdir, and a private cgroup subtree `/corral-rt-test-<name>-<pid>`, all removed on drop.
 #![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +12,9 @@ use corral_runtime::{ContainerState, ExitInfo, Rootfs, Runtime, RuntimeOptions, 
 use oci_spec::runtime::Spec;
 
 /// The cgroup root these tests may use (the other helpers' tests use other names).
-pub const CGROUP_ROOT: &str = "/corral-rt-test";
+/// Prefix of every test's own top-level cgroup. Not a shared parent: a test removing an empty
+/// shared parent raced with another test creating its subtree under it (ENOENT in mkdir).
+pub const CGROUP_PREFIX: &str = "/corral-rt-test";
 
 /// The helper binary that dispatches `run_helper_mode()`.
 pub fn helper_exe() -> PathBuf {
@@ -44,7 +46,7 @@ pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub rootfs: PathBuf,
     pub runtime: Runtime,
-    /// `/corral-rt-test/<name>-<pid>`: parent of this test's container cgroups.
+    /// `/corral-rt-test-<name>-<pid>`: parent of this test's container cgroups.
     pub cgroup_parent: String,
 }
 
@@ -57,7 +59,7 @@ impl Fixture {
         busybox_rootfs(&rootfs);
         let runtime =
             Runtime::new(RuntimeOptions { state_dir: dir.path().join("containers"), exe: helper_exe() }).unwrap();
-        Fixture { dir, rootfs, runtime, cgroup_parent: format!("{CGROUP_ROOT}/{name}-{}", std::process::id()) }
+        Fixture { dir, rootfs, runtime, cgroup_parent: format!("{CGROUP_PREFIX}-{name}-{}", std::process::id()) }
     }
 
     /// The default spec running `args`, in this test's cgroup subtree.
@@ -142,12 +144,9 @@ impl Drop for Fixture {
                 eprintln!("cleanup: delete {id}: {e}");
             }
         }
-        // Parents first created by the runtime for our containers (children are gone).
+        // The parent the runtime created for our containers (children are gone).
         for dir in cgroup_dirs(&self.cgroup_parent) {
             let _ = std::fs::remove_dir(&dir);
-        }
-        for dir in cgroup_dirs(CGROUP_ROOT) {
-            let _ = std::fs::remove_dir(&dir); // fails while another test still uses it
         }
     }
 }
