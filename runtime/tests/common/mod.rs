@@ -144,6 +144,13 @@ impl Drop for Fixture {
                 eprintln!("cleanup: delete {id}: {e}");
             }
         }
+        // Pod namespaces a failed test pinned under pods/<pod> and did not get to unpin: the
+        // bind mounts would outlive the tempdir.
+        for pod in std::fs::read_dir(self.dir.path().join("pods")).into_iter().flatten().flatten() {
+            if let Err(e) = corral_runtime::namespaces::unpin(&pod.path()) {
+                eprintln!("cleanup: unpin {:?}: {e}", pod.path());
+            }
+        }
         // The parent the runtime created for our containers (children are gone).
         for dir in cgroup_dirs(&self.cgroup_parent) {
             let _ = std::fs::remove_dir(&dir);
